@@ -1,0 +1,122 @@
+package engine
+
+import (
+	"fmt"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/gwipc/gwipc/engine/wire"
+	"github.com/gwipc/gwipc/shm"
+)
+
+// Config configures a Node. A nil *Config means all defaults.
+type Config struct {
+	// Name is sent to peers in the handshake and shown in their status.
+	Name string
+	// Logger receives the node's log records. Nil discards them.
+	Logger *slog.Logger
+	// SocketMode is the listener's socket file mode (default 0600).
+	SocketMode os.FileMode
+	// MaxPacket is the largest control packet the node accepts
+	// (default wire.MaxPacket, at least wire.MinPacket).
+	MaxPacket int
+	// HandshakeTimeout bounds the Connect/Connect_reply exchange (default 5s).
+	HandshakeTimeout time.Duration
+	// ReconnectMin and ReconnectMax bound a dialler's reconnect back-off
+	// (defaults 10ms and 2s). The delay doubles after each failed attempt.
+	ReconnectMin, ReconnectMax time.Duration
+	// MaxOutput bounds the bytes queued for a peer that does not read; past
+	// it the peer is disconnected (default 4 MiB). Event updates are dropped
+	// for a peer whose socket is full instead of being queued.
+	MaxOutput int
+	// Pools are sent by a dialler in Connect: sizes for pools the listener
+	// creates for the services named. A listener ignores this field.
+	Pools []PoolConfig
+	// OnPeerConnected runs (inside Dispatch) when a peer completes the
+	// handshake. Use Peer.SetPrivate to attach per-peer data.
+	OnPeerConnected func(*Peer)
+	// OnPeerDisconnected runs (inside Dispatch) when a connected peer is
+	// lost; err says why (nil for an orderly close).
+	OnPeerDisconnected func(p *Peer, err error)
+}
+
+// PoolConfig sizes a pool the listener creates for a service.
+type PoolConfig struct {
+	ServiceID string         // the interface id
+	Instance  string         // empty: every instance
+	Direction wire.Direction // wire.DirProvider (events, replies) or wire.DirConsumer (calls)
+	Geometry  shm.Geometry
+}
+
+// DefaultGeometry is the pool size used when neither the offer nor the
+// dialler's Connect says otherwise: 64 slots of 4 KiB.
+var DefaultGeometry = shm.Geometry{SlotSize: 4096, SlotCount: 64}
+
+func (c *Config) withDefaults() (Config, error) {
+	var out Config
+	if c != nil {
+		out = *c
+	}
+	if out.Logger == nil {
+		out.Logger = slog.New(slog.DiscardHandler)
+	}
+	if out.SocketMode == 0 {
+		out.SocketMode = 0o600
+	}
+	if out.MaxPacket == 0 {
+		out.MaxPacket = wire.MaxPacket
+	}
+	if out.HandshakeTimeout == 0 {
+		out.HandshakeTimeout = 5 * time.Second
+	}
+	if out.ReconnectMin == 0 {
+		out.ReconnectMin = 10 * time.Millisecond
+	}
+	if out.ReconnectMax == 0 {
+		out.ReconnectMax = 2 * time.Second
+	}
+	if out.MaxOutput == 0 {
+		out.MaxOutput = 4 << 20
+	}
+	switch {
+	case len(out.Name) > wire.MaxIDLen:
+		return out, fmt.Errorf("%w: name longer than %d bytes", ErrInvalidConfig, wire.MaxIDLen)
+	case out.MaxPacket < wire.MinPacket || out.MaxPacket > wire.MaxPacket:
+		return out, fmt.Errorf("%w: MaxPacket %d outside [%d, %d]", ErrInvalidConfig, out.MaxPacket, wire.MinPacket, wire.MaxPacket)
+	case out.ReconnectMin < 0 || out.ReconnectMax < out.ReconnectMin:
+		return out, fmt.Errorf("%w: reconnect back-off [%v, %v]", ErrInvalidConfig, out.ReconnectMin, out.ReconnectMax)
+	case len(out.Pools) > wire.MaxListLen:
+		return out, fmt.Errorf("%w: more than %d pool configs", ErrInvalidConfig, wire.MaxListLen)
+	}
+	for _, p := range out.Pools {
+		if err := p.Geometry.Validate(); err != nil {
+			return out, fmt.Errorf("%w: pool for %q: %w", ErrInvalidConfig, p.ServiceID, err)
+		}
+	}
+	return out, nil
+}
+
+// OfferConfig describes a service a node provides.
+type OfferConfig struct {
+	// Events is the number of events (ids 0..Events-1).
+	Events uint16
+	// Methods is the number of methods (ids 0..Methods-1).
+	Methods uint16
+	// Geometry sizes the provider's pool (events and replies). Zero means: the
+	// dialler's Connect config for this service if any, else DefaultGeometry.
+	Geometry shm.Geometry
+	// OnSubscription runs (inside Dispatch) when the first subscriber of an
+	// event arrives (true) or the last one leaves (false).
+	OnSubscription func(event uint16, subscribed bool)
+}
+
+// ProxyConfig describes how a node consumes a service.
+type ProxyConfig struct {
+	// OnAvailability runs (inside Dispatch) when the service becomes
+	// available (bound to a provider) or stops being available.
+	OnAvailability func(available bool)
+	// OnSubscription runs (inside Dispatch) when a provider acknowledges
+	// (nil) or refuses (non-nil) a subscription.
+	OnSubscription func(event uint16, err error)
+}

@@ -1,0 +1,63 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+// waitFor is the bound on every condition wait in these tests.
+const waitFor = 10 * time.Second
+
+// socketPath returns a short socket path in a fresh directory (sun_path is
+// 108 bytes; t.TempDir can be longer).
+func socketPath(t testing.TB) string {
+	dir, err := os.MkdirTemp("/tmp", "gw")
+	require.NoError(t, err)
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	return filepath.Join(dir, "s")
+}
+
+// running starts n.Run on a goroutine and closes n (and waits for Run) at
+// cleanup.
+func running(t testing.TB, n *Node) *Node {
+	done := make(chan error, 1)
+	go func() { done <- n.Run(context.Background()) }()
+	t.Cleanup(func() {
+		require.NoError(t, n.Close())
+		select {
+		case err := <-done:
+			if err != nil && !errors.Is(err, context.Canceled) {
+				t.Errorf("Run: %v", err)
+			}
+		case <-time.After(waitFor):
+			t.Error("Run did not return after Close")
+		}
+	})
+	return n
+}
+
+func listen(t testing.TB, path string, cfg *Config) *Node {
+	n, err := Listen(path, cfg)
+	require.NoError(t, err)
+	return running(t, n)
+}
+
+func dial(t testing.TB, path string, cfg *Config) *Node {
+	n, err := Dial(path, cfg)
+	require.NoError(t, err)
+	return running(t, n)
+}
+
+// eventually waits (bounded) until cond holds.
+func eventually(t testing.TB, cond func() bool, msg string, args ...any) {
+	t.Helper()
+	require.Eventually(t, cond, waitFor, 2*time.Millisecond, append([]any{msg}, args...)...)
+}
+
+var sensor = ServiceID{Interface: Interface{ID: "com.example.sensor", Major: 1, Minor: 0}, Instance: "front"}

@@ -1,0 +1,498 @@
+package engine
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"sync/atomic"
+
+	"github.com/gwipc/gwipc/engine/wire"
+	"github.com/gwipc/gwipc/shm"
+)
+
+// Offer is a service instance this node provides. Peers that require it are
+// told of it; once they bind, they may subscribe to its events, which the
+// application publishes through the Offer. Safe for concurrent use.
+type Offer struct {
+	n        *Node
+	svc      ServiceID
+	cfg      OfferConfig
+	closed   bool
+	pool     *shm.Pool
+	loanGen  []atomic.Uint32 // per slot: the generation of its open loan, 0 if none
+	nextGen  atomic.Uint32
+	events   []*eventState
+	bindings map[*peer]*provBinding
+	stats    OfferCounters
+}
+
+// OfferCounters are an offer's running totals.
+type OfferCounters struct {
+	Published uint64 // Publish and Loan.Publish calls that succeeded
+	Sent      uint64 // event updates sent (one per subscribed peer per publish)
+	Dropped   uint64 // updates not sent to a subscriber (its socket full, or its slot share refused)
+	NoSlot    uint64 // publishes refused because the pool was exhausted
+}
+
+type eventState struct {
+	seq  uint64
+	subs []*provBinding
+}
+
+// provBinding is one consumer peer bound to one of our offers.
+type provBinding struct {
+	offer      *Offer
+	peer       *peer
+	providedID uint64
+	requiredID uint64
+	reader     shm.ReaderID
+	events     []uint16 // events this binding subscribes to
+}
+
+// Offer starts providing svc. Peers that require a compatible version (same
+// id, major and instance, minor not above svc's) are told, now and whenever
+// they connect later. It fails with ErrDuplicate if the node already offers
+// the same id, major and instance.
+func (n *Node) Offer(svc ServiceID, cfg *OfferConfig) (*Offer, error) {
+	if err := svc.Validate(); err != nil {
+		return nil, err
+	}
+	var c OfferConfig
+	if cfg != nil {
+		c = *cfg
+	}
+	if c.Geometry != (shm.Geometry{}) {
+		if err := c.Geometry.Validate(); err != nil {
+			return nil, fmt.Errorf("%w: offer %v: %w", ErrInvalidConfig, svc, err)
+		}
+	}
+	if err := n.lockChecked(); err != nil {
+		return nil, err
+	}
+	defer n.unlock()
+	key := svc.key()
+	if n.offers[key] != nil {
+		return nil, fmt.Errorf("%w: %v", ErrDuplicate, svc)
+	}
+	o := &Offer{n: n, svc: svc, cfg: c, events: make([]*eventState, c.Events), bindings: map[*peer]*provBinding{}}
+	n.offers[key] = o
+	for _, p := range n.peers {
+		if _, ok := p.interest[key]; ok && p.state == peerReady {
+			o.sendOffer(p, true)
+		}
+	}
+	return o, nil
+}
+
+// Service returns the offered service instance.
+func (o *Offer) Service() ServiceID { return o.svc }
+
+func (o *Offer) sendOffer(p *peer, offered bool) {
+	p.queue(&wire.OfferService{Service: o.svc.wire(), Offered: offered, Methods: o.cfg.Methods, Events: o.cfg.Events}, -1)
+}
+
+// Publish copies data into a slot and sends it to every peer subscribed to
+// event. It fails with ErrNoSlot when the pool is exhausted, ErrTooLarge when
+// data does not fit a slot and ErrUnknownEvent for an event out of range.
+// Publishing with no subscriber succeeds and sends nothing.
+func (o *Offer) Publish(event uint16, data []byte) error {
+	l, err := o.Loan(event)
+	if err != nil {
+		return err
+	}
+	buf := l.Bytes()
+	if len(data) > len(buf) {
+		l.Discard()
+		return fmt.Errorf("%w: %d bytes, slot holds %d", ErrTooLarge, len(data), len(buf))
+	}
+	copy(buf, data)
+	return l.Publish(len(data))
+}
+
+// Loan is a slot lent to the application to write an event in place. It is a
+// small value; copies refer to the same loan, and once one copy is published
+// or discarded every copy fails with ErrLoanDone.
+type Loan struct {
+	o     *Offer
+	event uint16
+	slot  uint32
+	gen   uint32
+}
+
+// Loan takes a free slot for event. Write the payload into Bytes, then
+// Publish (or Discard) it. It fails with ErrNoSlot when the pool is
+// exhausted.
+func (o *Offer) Loan(event uint16) (Loan, error) {
+	n := o.n
+	if err := n.lockChecked(); err != nil {
+		return Loan{}, err
+	}
+	pool, err := o.usablePool(event)
+	n.unlock()
+	if err != nil {
+		return Loan{}, err
+	}
+	slot, err := pool.Alloc()
+	if err != nil {
+		if errors.Is(err, shm.ErrNoSlot) {
+			n.mu.Lock()
+			o.stats.NoSlot++
+			n.mu.Unlock()
+		}
+		return Loan{}, mapShmErr(err)
+	}
+	gen := o.nextGen.Add(1)
+	if gen == 0 {
+		gen = o.nextGen.Add(1)
+	}
+	o.loanGen[slot].Store(gen)
+	return Loan{o: o, event: event, slot: slot, gen: gen}, nil
+}
+
+// usablePool checks the offer and event and returns the pool, creating it on
+// first use. Called with n.mu held.
+func (o *Offer) usablePool(event uint16) (*shm.Pool, error) {
+	if o.closed {
+		return nil, ErrClosed
+	}
+	if event >= o.cfg.Events {
+		return nil, fmt.Errorf("%w: %d (service has %d events)", ErrUnknownEvent, event, o.cfg.Events)
+	}
+	return o.ensurePool()
+}
+
+func (o *Offer) ensurePool() (*shm.Pool, error) {
+	if o.pool != nil {
+		return o.pool, nil
+	}
+	g := o.cfg.Geometry
+	if g == (shm.Geometry{}) {
+		g = o.n.poolHint(o.svc, wire.DirProvider)
+	}
+	pool, err := shm.NewPool(poolName(o.svc), g)
+	if err != nil {
+		return nil, fmt.Errorf("engine: creating pool for %v: %w", o.svc, err)
+	}
+	o.pool = pool
+	o.loanGen = make([]atomic.Uint32, g.SlotCount)
+	return pool, nil
+}
+
+// poolHint returns the geometry a dialler asked for in Connect, or the
+// default.
+func (n *Node) poolHint(svc ServiceID, dir wire.Direction) shm.Geometry {
+	if h, ok := n.poolHints[poolHintKey{svc.ID, svc.Instance, dir}]; ok {
+		return h.Geometry
+	}
+	if h, ok := n.poolHints[poolHintKey{svc.ID, "", dir}]; ok {
+		return h.Geometry
+	}
+	return DefaultGeometry
+}
+
+// poolName is the memfd name (visible in /proc/PID/maps): the service with
+// anything but [A-Za-z0-9._-] replaced.
+func poolName(svc ServiceID) string {
+	return strings.Map(func(r rune) rune {
+		switch {
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r == '.', r == '-', r == '_':
+			return r
+		}
+		return '_'
+	}, svc.ID+"-"+svc.Instance)
+}
+
+// Bytes is the whole slot, writable. It is nil once the loan is done. Do
+// not keep the slice past Publish or Discard: the slot is reused.
+func (l Loan) Bytes() []byte {
+	if !l.open() {
+		return nil
+	}
+	return l.o.pool.Slot(l.slot)
+}
+
+func (l Loan) open() bool { return l.o != nil && l.o.loanGen[l.slot].Load() == l.gen }
+
+// close ends the loan; false if it was already done.
+func (l Loan) close() bool { return l.o != nil && l.o.loanGen[l.slot].CompareAndSwap(l.gen, 0) }
+
+// Publish sends the first size bytes of the slot to every subscriber of the
+// loan's event and ends the loan.
+func (l Loan) Publish(size int) error {
+	if l.o == nil {
+		return ErrLoanDone
+	}
+	o, n := l.o, l.o.n
+	n.mu.Lock()
+	defer n.unlock()
+	if size < 0 || size > int(o.pool.Geometry().SlotSize) {
+		return fmt.Errorf("%w: %d bytes, slot holds %d", ErrTooLarge, size, o.pool.Geometry().SlotSize)
+	}
+	if !l.close() {
+		return ErrLoanDone
+	}
+	if o.closed || n.closed {
+		o.pool.Free(l.slot)
+		return ErrClosed
+	}
+	o.fanout(l.event, l.slot, uint32(size))
+	return nil
+}
+
+// Discard ends the loan without publishing; the slot is free again.
+func (l Loan) Discard() error {
+	if !l.close() {
+		return ErrLoanDone
+	}
+	return l.o.pool.Free(l.slot)
+}
+
+// fanout shares one slot with every subscriber of event, sends each an
+// Event_update, and drops the writer's own reference: the slot is free once
+// the last subscriber has consumed it. Called with n.mu held.
+func (o *Offer) fanout(event uint16, slot, size uint32) {
+	es := o.event(event)
+	es.seq++
+	o.stats.Published++
+	for _, b := range es.subs {
+		o.sendUpdate(b, event, es.seq, slot, size)
+	}
+	o.pool.Free(slot)
+}
+
+func (o *Offer) event(ev uint16) *eventState {
+	es := o.events[ev]
+	if es == nil {
+		es = &eventState{}
+		o.events[ev] = es
+	}
+	return es
+}
+
+func (o *Offer) sendUpdate(b *provBinding, event uint16, seq uint64, slot, size uint32) {
+	p := b.peer
+	if p.state != peerReady || p.blocked {
+		p.stats.UpdatesDropped++
+		o.stats.Dropped++
+		return
+	}
+	if err := o.pool.Share(slot, b.reader); err != nil {
+		p.stats.UpdatesDropped++
+		o.stats.Dropped++
+		return
+	}
+	m := &p.outUpdate
+	*m = wire.EventUpdate{RequiredID: b.requiredID, Event: event, Seq: seq, Payload: wire.Payload{Slot: slot, Len: size}}
+	p.queue(m, -1)
+	o.stats.Sent++
+}
+
+// Close withdraws the offer: bound peers see the service unavailable and
+// every slot they held is released. Loans still open fail with ErrClosed.
+// Idempotent.
+func (o *Offer) Close() error {
+	n := o.n
+	n.mu.Lock()
+	defer n.unlock()
+	o.closeLocked()
+	return nil
+}
+
+func (o *Offer) closeLocked() {
+	if o.closed {
+		return
+	}
+	o.closed = true
+	n := o.n
+	key := o.svc.key()
+	for _, p := range n.peers {
+		if _, ok := p.interest[key]; ok && p.state == peerReady {
+			o.sendOffer(p, false)
+		}
+	}
+	for _, b := range o.bindings {
+		o.unbind(b)
+	}
+	delete(n.offers, key)
+	if o.pool != nil {
+		o.pool.Close()
+	}
+}
+
+// unbind removes one consumer's binding and releases every slot it held.
+func (o *Offer) unbind(b *provBinding) {
+	for _, ev := range b.events {
+		o.removeSubscriber(b, ev)
+	}
+	b.events = nil
+	o.pool.RemoveReader(b.reader)
+	delete(b.peer.provided, b.providedID)
+	delete(o.bindings, b.peer)
+}
+
+func (o *Offer) removeSubscriber(b *provBinding, ev uint16) {
+	es := o.event(ev)
+	for i, s := range es.subs {
+		if s == b {
+			es.subs = append(es.subs[:i], es.subs[i+1:]...)
+			if len(es.subs) == 0 {
+				o.notifySubscription(ev, false)
+			}
+			return
+		}
+	}
+}
+
+func (o *Offer) notifySubscription(ev uint16, subscribed bool) {
+	if cb := o.cfg.OnSubscription; cb != nil {
+		o.n.enqueue(callback{fn: func() { cb(ev, subscribed) }})
+	}
+}
+
+// Provider-side message handlers.
+
+func (n *Node) onConnectService(p *peer, m *wire.ConnectService, fds *fdQueue) error {
+	var view *shm.View
+	if m.HasPool {
+		fd, ok := fds.take()
+		if !ok {
+			return protoErr("Connect_service announces a pool but carries no fd", nil)
+		}
+		v, err := shm.MapView(fd, shmGeometry(m.Pool))
+		if err != nil {
+			return protoErr("mapping the consumer's pool", err)
+		}
+		view = v
+	}
+	reply := func(st wire.Status) error {
+		if view != nil {
+			view.Close()
+		}
+		p.queue(&wire.ConnectServiceReply{RequiredID: m.RequiredID, Status: st}, -1)
+		return nil
+	}
+	svc := serviceFromWire(m.Service)
+	if err := svc.Validate(); err != nil {
+		return protoErr("Connect_service", err)
+	}
+	o := n.offers[svc.key()]
+	if !m.InUse {
+		if view != nil {
+			view.Close()
+		}
+		if o != nil {
+			if b := o.bindings[p]; b != nil && b.requiredID == m.RequiredID {
+				o.unbind(b)
+			}
+		}
+		return nil
+	}
+	switch {
+	case o == nil:
+		return reply(wire.StatusUnknownService)
+	case !o.svc.CompatibleWith(svc):
+		return reply(wire.StatusIncompatibleVersion)
+	case o.bindings[p] != nil:
+		return reply(wire.StatusDuplicate)
+	}
+	pool, err := o.ensurePool()
+	if err != nil {
+		n.log.Error("creating a pool", "service", o.svc, "err", err)
+		return reply(wire.StatusNotAvailable)
+	}
+	reader, err := pool.AddReader(0)
+	if err != nil {
+		n.log.Error("registering a reader", "service", o.svc, "err", err)
+		return reply(wire.StatusNotAvailable)
+	}
+	if view != nil {
+		// Method-call payloads need the methods capability; nothing reads
+		// this pool yet, so give it back.
+		view.Close()
+	}
+	b := &provBinding{offer: o, peer: p, providedID: n.newHandle(), requiredID: m.RequiredID, reader: reader}
+	p.provided[b.providedID] = b
+	o.bindings[p] = b
+	g := pool.Geometry()
+	p.queue(&wire.ConnectServiceReply{RequiredID: m.RequiredID, ProvidedID: b.providedID, Status: wire.StatusOK,
+		Methods: o.cfg.Methods, Events: o.cfg.Events, HasPool: true,
+		Pool: wire.Geometry{SlotSize: g.SlotSize, SlotCount: g.SlotCount}}, pool.Fd())
+	return nil
+}
+
+// providerBinding resolves a handle a consumer sent us. A handle we issued
+// earlier but no longer use is a benign race (nil, nil); one we never issued
+// is a protocol error.
+func (n *Node) providerBinding(p *peer, h uint64, what string) (*provBinding, error) {
+	if b := p.provided[h]; b != nil {
+		return b, nil
+	}
+	if n.issued(h) {
+		p.stats.StaleHandles++
+		return nil, nil
+	}
+	return nil, protoErr(fmt.Sprintf("%s for handle %d never issued", what, h), nil)
+}
+
+func (n *Node) onSubscribeEvent(p *peer, m *wire.SubscribeEvent) error {
+	b, err := n.providerBinding(p, m.ProvidedID, "Subscribe_event")
+	if b == nil {
+		return err
+	}
+	o := b.offer
+	if !m.Subscribe {
+		for i, ev := range b.events {
+			if ev == m.Event {
+				b.events = append(b.events[:i], b.events[i+1:]...)
+				o.removeSubscriber(b, m.Event)
+				break
+			}
+		}
+		return nil
+	}
+	status := wire.StatusOK
+	switch {
+	case m.Event >= o.cfg.Events:
+		status = wire.StatusUnknownEvent
+	case !containsEvent(b.events, m.Event):
+		b.events = append(b.events, m.Event)
+		es := o.event(m.Event)
+		es.subs = append(es.subs, b)
+		if len(es.subs) == 1 {
+			o.notifySubscription(m.Event, true)
+		}
+	}
+	p.queue(&wire.SubscribeEventReply{RequiredID: b.requiredID, Event: m.Event, Status: status}, -1)
+	return nil
+}
+
+func containsEvent(evs []uint16, ev uint16) bool {
+	for _, e := range evs {
+		if e == ev {
+			return true
+		}
+	}
+	return false
+}
+
+func (n *Node) onPayloadConsumed(p *peer, m *wire.PayloadConsumed) error {
+	b, err := n.providerBinding(p, m.Handle, "Payload_consumed")
+	if b == nil {
+		return err
+	}
+	if err := b.offer.pool.Release(m.Payload.Slot, b.reader); err != nil {
+		return protoErr("Payload_consumed", err)
+	}
+	return nil
+}
+
+func shmGeometry(g wire.Geometry) shm.Geometry {
+	return shm.Geometry{SlotSize: g.SlotSize, SlotCount: g.SlotCount}
+}
+
+func mapShmErr(err error) error {
+	if errors.Is(err, shm.ErrClosed) {
+		return fmt.Errorf("%w: %w", ErrClosed, err)
+	}
+	return err
+}

@@ -1,0 +1,252 @@
+package engine
+
+import (
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/gwipc/gwipc/engine/internal/transport"
+	"github.com/gwipc/gwipc/engine/wire"
+	"golang.org/x/sys/unix"
+)
+
+// Peer is the application's view of a connected process. It is handed to the
+// OnPeerConnected and OnPeerDisconnected callbacks and stays valid (with its
+// identity and private data) after the peer is gone.
+type Peer struct {
+	id   uint64
+	name string
+	cred transport.Cred
+
+	mu      sync.Mutex
+	private any
+}
+
+// ID is unique among the peers a node has had, never reused.
+func (p *Peer) ID() uint64 { return p.id }
+
+// Name is the name the peer sent in its handshake (may be empty).
+func (p *Peer) Name() string { return p.name }
+
+// PID, UID and GID are the peer process's credentials as the kernel reported
+// them when the connection was made (SO_PEERCRED).
+func (p *Peer) PID() int { return int(p.cred.PID) }
+
+// UID is the peer process's user id (see PID).
+func (p *Peer) UID() uint32 { return p.cred.UID }
+
+// GID is the peer process's group id (see PID).
+func (p *Peer) GID() uint32 { return p.cred.GID }
+
+// SetPrivate attaches application data to the peer (coroipc's per-connection
+// private data). Safe for concurrent use.
+func (p *Peer) SetPrivate(v any) {
+	p.mu.Lock()
+	p.private = v
+	p.mu.Unlock()
+}
+
+// Private returns what SetPrivate stored, or nil.
+func (p *Peer) Private() any {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.private
+}
+
+type peerState uint8
+
+const (
+	peerHandshake peerState = iota // connected, Connect/Connect_reply not yet exchanged
+	peerReady                      // session established
+	peerClosing                    // failed or closing; torn down at the next reap
+)
+
+func (s peerState) String() string {
+	return [...]string{"handshake", "ready", "closing"}[s]
+}
+
+// outPacket is one queued control packet and the fds (owned dups) that travel
+// with it.
+type outPacket struct {
+	b   []byte
+	fds []int
+}
+
+// peer is the node's state for one control connection. Guarded by Node.mu.
+type peer struct {
+	n        *Node
+	token    uint64
+	conn     *transport.Conn
+	pub      *Peer
+	state    peerState
+	wasReady bool      // completed the handshake at some point
+	deadline time.Time // end of the handshake window
+	since    time.Time
+	caps     uint32
+	maxOut   int // largest packet the peer accepts
+	failErr  error
+
+	pkts    []outPacket
+	spare   [][]byte
+	queued  int
+	blocked bool // socket full: waiting for EPOLLOUT
+	dirty   bool // has unflushed output while the node is batching
+
+	provided map[uint64]*provBinding     // bindings where we provide, by our provided_id
+	required map[uint64]*consBinding     // bindings where we consume, by our required_id
+	interest map[serviceKey]wire.Service // services this peer requested from us
+	offers   map[serviceKey]offerSeen    // services this peer offers
+
+	stats peerStats
+
+	// Scratch messages reused on hot paths (guarded by Node.mu).
+	outUpdate   wire.EventUpdate
+	outConsumed wire.PayloadConsumed
+}
+
+type offerSeen struct {
+	svc     ServiceID
+	methods uint16
+	events  uint16
+}
+
+type peerStats struct {
+	PacketsIn, PacketsOut   uint64
+	MessagesIn, MessagesOut uint64
+	BytesIn, BytesOut       uint64
+	UpdatesDropped          uint64 // event updates not sent: socket full or slot share refused
+	ProtocolErrors          uint64
+	StaleHandles            uint64 // messages for bindings already torn down (benign races)
+}
+
+var errOutputFull = errors.New("engine: peer's output queue is full (peer not reading)")
+
+func newPeer(n *Node, conn *transport.Conn) *peer {
+	n.nextToken++
+	n.nextPeerID++
+	now := time.Now()
+	return &peer{
+		n:        n,
+		token:    n.nextToken,
+		conn:     conn,
+		pub:      &Peer{id: n.nextPeerID, cred: conn.Cred()},
+		deadline: now.Add(n.cfg.HandshakeTimeout),
+		since:    now,
+		maxOut:   wire.MinPacket,
+		provided: map[uint64]*provBinding{},
+		required: map[uint64]*consBinding{},
+		interest: map[serviceKey]wire.Service{},
+		offers:   map[serviceKey]offerSeen{},
+	}
+}
+
+// queue appends m to the peer's output, with fd (dup'ed here; -1 for none)
+// attached to the same packet. The output is flushed at once, or at the end
+// of the current dispatch when the node is batching.
+func (p *peer) queue(m wire.Message, fd int) {
+	if p.state == peerClosing {
+		return
+	}
+	i := p.tail(fd >= 0)
+	start := len(p.pkts[i].b)
+	b, err := m.Append(p.pkts[i].b)
+	if err != nil {
+		// Only strings and lists can fail, and the engine validates those
+		// before they get here; treat a failure as a bug in this peer's session.
+		p.n.fail(p, protoErr("encoding "+m.Type().String(), err))
+		return
+	}
+	if len(b) > p.maxOut && start > 0 {
+		msg := b[start:]
+		p.pkts[i].b = b[:start]
+		i = p.newPacket()
+		b = append(p.pkts[i].b, msg...)
+	}
+	if len(b) > p.maxOut {
+		p.n.fail(p, protoErr("encoding "+m.Type().String(), wire.ErrTooLarge))
+		return
+	}
+	p.pkts[i].b = b
+	if fd >= 0 {
+		dup, err := unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 0)
+		if err != nil {
+			p.n.fail(p, err)
+			return
+		}
+		p.pkts[i].fds = append(p.pkts[i].fds, dup)
+	}
+	p.queued += len(b) - start
+	p.stats.MessagesOut++
+	if p.queued > p.n.cfg.MaxOutput {
+		p.n.fail(p, errOutputFull)
+		return
+	}
+	p.n.schedule(p)
+}
+
+// tail returns the index of the packet to append to.
+func (p *peer) tail(withFD bool) int {
+	if k := len(p.pkts); k > 0 && (!withFD || len(p.pkts[k-1].fds) < transport.MaxFDs) {
+		return k - 1
+	}
+	return p.newPacket()
+}
+
+func (p *peer) newPacket() int {
+	var b []byte
+	if k := len(p.spare); k > 0 {
+		b, p.spare = p.spare[k-1][:0], p.spare[:k-1]
+	} else {
+		b = make([]byte, 0, 512)
+	}
+	p.pkts = append(p.pkts, outPacket{b: b})
+	return len(p.pkts) - 1
+}
+
+// flush sends queued packets until the socket is full.
+func (p *peer) flush() {
+	for len(p.pkts) > 0 && p.state != peerClosing {
+		pk := &p.pkts[0]
+		err := p.conn.Send(pk.b, pk.fds)
+		if errors.Is(err, transport.ErrWouldBlock) {
+			if !p.blocked {
+				p.blocked = true
+				p.n.watch(p)
+			}
+			return
+		}
+		if err != nil {
+			p.n.fail(p, err)
+			return
+		}
+		p.stats.PacketsOut++
+		p.stats.BytesOut += uint64(len(pk.b))
+		p.queued -= len(pk.b)
+		p.popPacket()
+	}
+	if p.blocked {
+		p.blocked = false
+		p.n.watch(p)
+	}
+}
+
+func (p *peer) popPacket() {
+	pk := p.pkts[0]
+	for _, fd := range pk.fds {
+		unix.Close(fd)
+	}
+	if len(p.spare) < 4 && cap(pk.b) <= wire.MaxPacket {
+		p.spare = append(p.spare, pk.b[:0])
+	}
+	n := copy(p.pkts, p.pkts[1:])
+	p.pkts[n] = outPacket{}
+	p.pkts = p.pkts[:n]
+}
+
+// discardOutput drops everything queued (the peer is going away).
+func (p *peer) discardOutput() {
+	for len(p.pkts) > 0 {
+		p.popPacket()
+	}
+	p.queued = 0
+}

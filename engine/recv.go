@@ -1,0 +1,266 @@
+package engine
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/gwipc/gwipc/engine/wire"
+)
+
+// inbox holds one reusable struct per message type so decoding allocates
+// nothing. Owned by the dispatching goroutine (used under Node.mu).
+type inbox struct {
+	connect       wire.Connect
+	connectReply  wire.ConnectReply
+	request       wire.RequestService
+	offer         wire.OfferService
+	connService   wire.ConnectService
+	connReply     wire.ConnectServiceReply
+	call          wire.CallMethod
+	callHandle    wire.CallMethodHandle
+	callReply     wire.CallMethodReply
+	cancel        wire.CancelMethodCall
+	subscribe     wire.SubscribeEvent
+	subReply      wire.SubscribeEventReply
+	update        wire.EventUpdate
+	updateRequest wire.EventUpdateRequest
+	consumed      wire.PayloadConsumed
+	find          wire.FindService
+}
+
+func (in *inbox) message(t wire.Type) wire.Message {
+	switch t {
+	case wire.TypeConnect:
+		return &in.connect
+	case wire.TypeConnectReply:
+		return &in.connectReply
+	case wire.TypeRequestService:
+		return &in.request
+	case wire.TypeOfferService:
+		return &in.offer
+	case wire.TypeConnectService:
+		return &in.connService
+	case wire.TypeConnectServiceReply:
+		return &in.connReply
+	case wire.TypeCallMethod:
+		return &in.call
+	case wire.TypeCallMethodHandle:
+		return &in.callHandle
+	case wire.TypeCallMethodReply:
+		return &in.callReply
+	case wire.TypeCancelMethodCall:
+		return &in.cancel
+	case wire.TypeSubscribeEvent:
+		return &in.subscribe
+	case wire.TypeSubscribeEventReply:
+		return &in.subReply
+	case wire.TypeEventUpdate:
+		return &in.update
+	case wire.TypeEventUpdateRequest:
+		return &in.updateRequest
+	case wire.TypePayloadConsumed:
+		return &in.consumed
+	}
+	return &in.find
+}
+
+// handlePacket decodes and handles every message in one packet. An error
+// closes the peer's connection (and only it).
+func (n *Node) handlePacket(p *peer, pkt []byte, fds *fdQueue) error {
+	if len(pkt) == 0 {
+		return protoErr("empty packet", nil)
+	}
+	for len(pkt) > 0 && p.state != peerClosing {
+		h, body, rest, err := wire.Split(pkt)
+		if err != nil {
+			return protoErr("decoding packet", err)
+		}
+		pkt = rest
+		m := n.in.message(h.Type)
+		if err := m.Decode(h, body); err != nil {
+			return protoErr("decoding message", err)
+		}
+		p.stats.MessagesIn++
+		if err := n.handle(p, m, fds); err != nil {
+			return err
+		}
+	}
+	if fds.unused() {
+		return protoErr("file descriptors that no message carries", nil)
+	}
+	return nil
+}
+
+func (n *Node) handle(p *peer, m wire.Message, fds *fdQueue) error {
+	if p.state == peerHandshake {
+		return n.handleHandshake(p, m)
+	}
+	switch m := m.(type) {
+	case *wire.RequestService:
+		return n.onRequestService(p, m)
+	case *wire.OfferService:
+		return n.onOfferService(p, m)
+	case *wire.ConnectService:
+		return n.onConnectService(p, m, fds)
+	case *wire.ConnectServiceReply:
+		return n.onConnectServiceReply(p, m, fds)
+	case *wire.SubscribeEvent:
+		return n.onSubscribeEvent(p, m)
+	case *wire.SubscribeEventReply:
+		return n.onSubscribeEventReply(p, m)
+	case *wire.EventUpdate:
+		return n.onEventUpdate(p, m)
+	case *wire.PayloadConsumed:
+		return n.onPayloadConsumed(p, m)
+	case *wire.Connect, *wire.ConnectReply:
+		return protoErr(m.Type().String()+" after the handshake", nil)
+	default:
+		return n.onUnsupported(p, m)
+	}
+}
+
+// Handshake.
+
+func (n *Node) ourCaps() uint32 { return 0 }
+
+func (n *Node) sendConnect(p *peer) {
+	m := wire.Connect{Version: wire.Version, Caps: n.ourCaps(), MaxPacket: uint32(n.cfg.MaxPacket), Name: n.cfg.Name}
+	for _, pc := range n.cfg.Pools {
+		m.Pools = append(m.Pools, wire.PoolConfig{ID: pc.ServiceID, Instance: pc.Instance, Dir: pc.Direction,
+			Geometry: wire.Geometry{SlotSize: pc.Geometry.SlotSize, SlotCount: pc.Geometry.SlotCount}})
+	}
+	p.queue(&m, -1)
+}
+
+func (n *Node) handleHandshake(p *peer, m wire.Message) error {
+	switch m := m.(type) {
+	case *wire.Connect:
+		if n.listener == nil {
+			return protoErr("Connect sent to a dialler", nil)
+		}
+		return n.onConnect(p, m)
+	case *wire.ConnectReply:
+		if p != n.dialPeer {
+			return protoErr("Connect_reply sent to a listener", nil)
+		}
+		return n.onConnectReply(p, m)
+	}
+	return protoErr(m.Type().String()+" before the handshake", nil)
+}
+
+func (n *Node) onConnect(p *peer, m *wire.Connect) error {
+	reject := func(st wire.Status, reason string) error {
+		n.counters.PeersRejected++
+		p.maxOut = wire.MinPacket
+		p.queue(&wire.ConnectReply{Status: st, Version: wire.Version, Name: n.cfg.Name, Reason: reason}, -1)
+		p.flush()
+		return protoErr("rejected: "+reason, nil)
+	}
+	if m.Version != wire.Version {
+		return reject(wire.StatusVersionUnsupported, fmt.Sprintf("protocol version %d unsupported (want %d)", m.Version, wire.Version))
+	}
+	if m.MaxPacket < wire.MinPacket {
+		return reject(wire.StatusMalformed, fmt.Sprintf("max packet %d below %d", m.MaxPacket, wire.MinPacket))
+	}
+	p.pub.name = m.Name
+	p.caps = m.Caps & n.ourCaps()
+	p.maxOut = int(min(m.MaxPacket, wire.MaxPacket))
+	for _, pc := range m.Pools {
+		g := shmGeometry(pc.Geometry)
+		if err := g.Validate(); err != nil {
+			return reject(wire.StatusMalformed, fmt.Sprintf("pool config for %q: %v", pc.ID, err))
+		}
+		n.poolHints[poolHintKey{pc.ID, pc.Instance, pc.Dir}] = PoolConfig{ServiceID: pc.ID, Instance: pc.Instance, Direction: pc.Dir, Geometry: g}
+	}
+	p.queue(&wire.ConnectReply{Status: wire.StatusOK, Version: wire.Version, Caps: p.caps,
+		MaxPacket: uint32(n.cfg.MaxPacket), Name: n.cfg.Name}, -1)
+	n.peerReady(p)
+	return nil
+}
+
+func (n *Node) onConnectReply(p *peer, m *wire.ConnectReply) error {
+	if m.Status != wire.StatusOK {
+		err := &RejectedError{Status: m.Status, Reason: m.Reason}
+		n.log.Error("listener rejected the connection", "status", m.Status, "reason", m.Reason)
+		n.fail(p, err)
+		return nil
+	}
+	if m.MaxPacket < wire.MinPacket {
+		return protoErr(fmt.Sprintf("listener's max packet %d below %d", m.MaxPacket, wire.MinPacket), nil)
+	}
+	p.pub.name = m.Name
+	p.caps = m.Caps & n.ourCaps()
+	p.maxOut = int(min(m.MaxPacket, wire.MaxPacket))
+	n.dialBackoff = 0
+	n.lastDialErr = nil
+	n.peerReady(p)
+	return nil
+}
+
+// peerReady completes the handshake: both sides announce what they require
+// ("sync state at connect"); offers answer those requests.
+func (n *Node) peerReady(p *peer) {
+	p.state = peerReady
+	p.wasReady = true
+	p.since = time.Now()
+	n.rearm()
+	for _, px := range n.proxies {
+		px.announce(p)
+	}
+	n.log.Info("peer connected", "peer", p.pub.id, "name", p.pub.name, "pid", p.pub.cred.PID, "uid", p.pub.cred.UID, "gid", p.pub.cred.GID)
+	if cb := n.cfg.OnPeerConnected; cb != nil {
+		pub := p.pub
+		n.enqueue(callback{fn: func() { cb(pub) }})
+	}
+}
+
+// onUnsupported handles the messages of capabilities this node did not
+// announce: receiving them is a protocol error.
+func (n *Node) onUnsupported(p *peer, m wire.Message) error {
+	return protoErr(m.Type().String()+" without the capability being negotiated", nil)
+}
+
+// Service discovery.
+
+func (n *Node) onRequestService(p *peer, m *wire.RequestService) error {
+	svc := serviceFromWire(m.Service)
+	if err := svc.Validate(); err != nil {
+		return protoErr("Request_service", err)
+	}
+	key := svc.key()
+	if !m.InUse {
+		delete(p.interest, key)
+		if o := n.offers[key]; o != nil {
+			if b := o.bindings[p]; b != nil {
+				o.unbind(b)
+			}
+		}
+		return nil
+	}
+	p.interest[key] = m.Service
+	if o := n.offers[key]; o != nil {
+		o.sendOffer(p, true)
+	}
+	return nil
+}
+
+func (n *Node) onOfferService(p *peer, m *wire.OfferService) error {
+	svc := serviceFromWire(m.Service)
+	if err := svc.Validate(); err != nil {
+		return protoErr("Offer_service", err)
+	}
+	key := svc.key()
+	px := n.proxies[key]
+	if !m.Offered {
+		delete(p.offers, key)
+		if px != nil {
+			px.dropCandidate(p)
+		}
+		return nil
+	}
+	p.offers[key] = offerSeen{svc: svc, methods: m.Methods, events: m.Events}
+	if px != nil {
+		px.addCandidate(p, svc)
+	}
+	return nil
+}

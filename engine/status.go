@@ -1,0 +1,176 @@
+package engine
+
+import (
+	"cmp"
+	"os"
+	"slices"
+	"time"
+)
+
+// Status is a point-in-time snapshot of a node, for operators and tests. It
+// marshals to JSON as served by the Simple-IPC status endpoint.
+type Status struct {
+	Name     string        `json:"name"`
+	Role     string        `json:"role"` // "listener" or "dialler"
+	Path     string        `json:"path"`
+	PID      int           `json:"pid"`
+	Dialler  *DiallerState `json:"dialler,omitempty"`
+	Peers    []PeerStatus  `json:"peers"`
+	Offers   []OfferStatus `json:"offers"`
+	Proxies  []ProxyStatus `json:"proxies"`
+	Counters NodeCounters  `json:"counters"`
+}
+
+// DiallerState is a dialler's connection state.
+type DiallerState struct {
+	Connected bool   `json:"connected"`
+	Attempts  uint64 `json:"attempts"`
+	LastError string `json:"last_error,omitempty"`
+	// NextAttempt is when the next connect is due (zero while connected).
+	NextAttempt time.Time `json:"next_attempt,omitzero"`
+}
+
+// NodeCounters are a node's running totals.
+type NodeCounters struct {
+	PeersAccepted  uint64 `json:"peers_accepted"`
+	PeersRejected  uint64 `json:"peers_rejected"`
+	PeersLost      uint64 `json:"peers_lost"`
+	ProtocolErrors uint64 `json:"protocol_errors"`
+}
+
+// PeerStatus describes one connected peer.
+type PeerStatus struct {
+	ID             uint64    `json:"id"`
+	Name           string    `json:"name"`
+	PID            int       `json:"pid"`
+	UID            uint32    `json:"uid"`
+	GID            uint32    `json:"gid"`
+	State          string    `json:"state"`
+	Since          time.Time `json:"since"`
+	QueuedBytes    int       `json:"queued_bytes"`
+	PacketsIn      uint64    `json:"packets_in"`
+	PacketsOut     uint64    `json:"packets_out"`
+	MessagesIn     uint64    `json:"messages_in"`
+	MessagesOut    uint64    `json:"messages_out"`
+	BytesIn        uint64    `json:"bytes_in"`
+	BytesOut       uint64    `json:"bytes_out"`
+	UpdatesDropped uint64    `json:"updates_dropped"`
+	StaleHandles   uint64    `json:"stale_handles"`
+	Requests       []string  `json:"requests"` // services this peer asked us for
+	Offers         []string  `json:"offers"`   // services this peer offers
+}
+
+// PoolStatus describes a shared-memory pool.
+type PoolStatus struct {
+	SlotSize  uint32 `json:"slot_size"`
+	SlotCount uint32 `json:"slot_count"`
+	InUse     int    `json:"in_use"`
+}
+
+// OfferStatus describes one offered service.
+type OfferStatus struct {
+	Service  string          `json:"service"`
+	Events   uint16          `json:"events"`
+	Methods  uint16          `json:"methods"`
+	Pool     *PoolStatus     `json:"pool,omitempty"`
+	Bindings []BindingStatus `json:"bindings"`
+	Counters OfferCounters   `json:"counters"`
+}
+
+// BindingStatus is one consumer bound to an offer.
+type BindingStatus struct {
+	Peer       uint64   `json:"peer"`
+	ProvidedID uint64   `json:"provided_id"`
+	RequiredID uint64   `json:"required_id"`
+	Events     []uint16 `json:"events"` // subscribed
+	Holds      int      `json:"holds"`  // slots it holds now
+}
+
+// ProxyStatus describes one required service.
+type ProxyStatus struct {
+	Service       string               `json:"service"`
+	Available     bool                 `json:"available"`
+	Provider      uint64               `json:"provider,omitempty"` // bound peer id
+	Candidates    []uint64             `json:"candidates"`
+	Subscriptions []SubscriptionStatus `json:"subscriptions"`
+	Counters      ProxyCounters        `json:"counters"`
+}
+
+// SubscriptionStatus describes one subscription of a proxy.
+type SubscriptionStatus struct {
+	Event    uint16 `json:"event"`
+	State    string `json:"state"`
+	LastSeq  uint64 `json:"last_seq"`
+	Received uint64 `json:"received"`
+	Gaps     uint64 `json:"gaps"`
+}
+
+// Status returns a snapshot of the node.
+func (n *Node) Status() Status {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	st := Status{Name: n.cfg.Name, Role: "dialler", Path: n.dialPath, PID: pid, Counters: NodeCounters(n.counters),
+		Peers: []PeerStatus{}, Offers: []OfferStatus{}, Proxies: []ProxyStatus{}}
+	if n.listener != nil {
+		st.Role, st.Path = "listener", n.listener.Path()
+	} else {
+		d := &DiallerState{Connected: n.dialPeer != nil && n.dialPeer.state == peerReady, Attempts: n.dialAttempts, NextAttempt: n.dialAt}
+		if n.lastDialErr != nil {
+			d.LastError = n.lastDialErr.Error()
+		}
+		st.Dialler = d
+	}
+	for _, p := range n.peers {
+		ps := PeerStatus{ID: p.pub.id, Name: p.pub.name, PID: int(p.pub.cred.PID), UID: p.pub.cred.UID, GID: p.pub.cred.GID,
+			State: p.state.String(), Since: p.since, QueuedBytes: p.queued,
+			PacketsIn: p.stats.PacketsIn, PacketsOut: p.stats.PacketsOut, MessagesIn: p.stats.MessagesIn, MessagesOut: p.stats.MessagesOut,
+			BytesIn: p.stats.BytesIn, BytesOut: p.stats.BytesOut, UpdatesDropped: p.stats.UpdatesDropped, StaleHandles: p.stats.StaleHandles,
+			Requests: []string{}, Offers: []string{}}
+		for _, w := range p.interest {
+			ps.Requests = append(ps.Requests, serviceFromWire(w).String())
+		}
+		for _, o := range p.offers {
+			ps.Offers = append(ps.Offers, o.svc.String())
+		}
+		slices.Sort(ps.Requests)
+		slices.Sort(ps.Offers)
+		st.Peers = append(st.Peers, ps)
+	}
+	slices.SortFunc(st.Peers, func(a, b PeerStatus) int { return cmp.Compare(a.ID, b.ID) })
+	for _, o := range n.offers {
+		os := OfferStatus{Service: o.svc.String(), Events: o.cfg.Events, Methods: o.cfg.Methods, Counters: o.stats, Bindings: []BindingStatus{}}
+		if o.pool != nil {
+			ps := o.pool.Stats()
+			os.Pool = &PoolStatus{SlotSize: ps.SlotSize, SlotCount: ps.SlotCount, InUse: ps.InUse}
+		}
+		for _, b := range o.bindings {
+			evs := slices.Clone(b.events)
+			slices.Sort(evs)
+			os.Bindings = append(os.Bindings, BindingStatus{Peer: b.peer.pub.id, ProvidedID: b.providedID, RequiredID: b.requiredID,
+				Events: evs, Holds: o.pool.Holds(b.reader)})
+		}
+		slices.SortFunc(os.Bindings, func(a, b BindingStatus) int { return cmp.Compare(a.Peer, b.Peer) })
+		st.Offers = append(st.Offers, os)
+	}
+	slices.SortFunc(st.Offers, func(a, b OfferStatus) int { return cmp.Compare(a.Service, b.Service) })
+	for _, px := range n.proxies {
+		ps := ProxyStatus{Service: px.svc.String(), Counters: px.stats, Candidates: []uint64{}, Subscriptions: []SubscriptionStatus{}}
+		if b := px.bind; b != nil {
+			ps.Available = b.connected
+			ps.Provider = b.peer.pub.id
+		}
+		for _, c := range px.candidates {
+			ps.Candidates = append(ps.Candidates, c.pub.id)
+		}
+		for _, s := range px.subs {
+			ps.Subscriptions = append(ps.Subscriptions, SubscriptionStatus{Event: s.event, State: s.state.String(),
+				LastSeq: s.lastSeq, Received: s.received, Gaps: s.gaps})
+		}
+		slices.SortFunc(ps.Subscriptions, func(a, b SubscriptionStatus) int { return cmp.Compare(a.Event, b.Event) })
+		st.Proxies = append(st.Proxies, ps)
+	}
+	slices.SortFunc(st.Proxies, func(a, b ProxyStatus) int { return cmp.Compare(a.Service, b.Service) })
+	return st
+}
+
+var pid = os.Getpid()
