@@ -94,6 +94,11 @@ func (c *Config) withDefaults() (Config, error) {
 			return out, fmt.Errorf("%w: pool for %q: %w", ErrInvalidConfig, p.ServiceID, err)
 		}
 	}
+	// Connect goes out before the listener has said how large a packet it
+	// takes, so it must fit the minimum.
+	if b, err := connectMessage(&out, 0).Append(nil); err != nil || len(b) > wire.MinPacket {
+		return out, fmt.Errorf("%w: the handshake (name and %d pool configs) must encode in %d bytes", ErrInvalidConfig, len(out.Pools), wire.MinPacket)
+	}
 	return out, nil
 }
 

@@ -401,11 +401,14 @@ func (n *Node) teardownPeer(p *peer) {
 	wasReady := p.wasReady
 	if err := p.failErr; err != nil {
 		var pe *protocolError
-		if errors.As(err, &pe) {
-			p.stats.ProtocolErrors++
+		var rej *RejectedError
+		switch {
+		case errors.As(err, &rej) && p != n.dialPeer:
+			n.log.Warn("rejected peer", "peer", p.pub.id, "pid", p.pub.cred.PID, "uid", p.pub.cred.UID, "reason", err)
+		case errors.As(err, &pe):
 			n.counters.ProtocolErrors++
 			n.log.Warn("closing peer", "peer", p.pub.id, "name", p.pub.name, "pid", p.pub.cred.PID, "uid", p.pub.cred.UID, "reason", err)
-		} else {
+		default:
 			n.log.Info("peer lost", "peer", p.pub.id, "name", p.pub.name, "pid", p.pub.cred.PID, "reason", err)
 		}
 	}

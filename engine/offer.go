@@ -306,7 +306,8 @@ func (o *Offer) closeLocked() {
 	n := o.n
 	key := o.svc.key()
 	for _, p := range n.peers {
-		if _, ok := p.interest[key]; ok && p.state == peerReady {
+		_, asked := p.interest[key]
+		if (asked || o.bindings[p] != nil) && p.state == peerReady {
 			o.sendOffer(p, false)
 		}
 	}
@@ -352,24 +353,16 @@ func (o *Offer) notifySubscription(ev uint16, subscribed bool) {
 // Provider-side message handlers.
 
 func (n *Node) onConnectService(p *peer, m *wire.ConnectService, fds *fdQueue) error {
-	var view *shm.View
+	fd := -1
 	if m.HasPool {
-		fd, ok := fds.take()
-		if !ok {
+		var ok bool
+		if fd, ok = fds.take(); !ok {
 			return protoErr("Connect_service announces a pool but carries no fd", nil)
 		}
-		v, err := shm.MapView(fd, shmGeometry(m.Pool))
-		if err != nil {
-			return protoErr("mapping the consumer's pool", err)
+		closeFD(fd)
+		if p.caps&wire.CapMethods == 0 {
+			return protoErr("Connect_service carries a call pool without the methods capability", nil)
 		}
-		view = v
-	}
-	reply := func(st wire.Status) error {
-		if view != nil {
-			view.Close()
-		}
-		p.queue(&wire.ConnectServiceReply{RequiredID: m.RequiredID, Status: st}, -1)
-		return nil
 	}
 	svc := serviceFromWire(m.Service)
 	if err := svc.Validate(); err != nil {
@@ -377,14 +370,15 @@ func (n *Node) onConnectService(p *peer, m *wire.ConnectService, fds *fdQueue) e
 	}
 	o := n.offers[svc.key()]
 	if !m.InUse {
-		if view != nil {
-			view.Close()
-		}
 		if o != nil {
 			if b := o.bindings[p]; b != nil && b.requiredID == m.RequiredID {
 				o.unbind(b)
 			}
 		}
+		return nil
+	}
+	reply := func(st wire.Status) error {
+		p.queue(&wire.ConnectServiceReply{RequiredID: m.RequiredID, Status: st}, -1)
 		return nil
 	}
 	switch {
@@ -404,11 +398,6 @@ func (n *Node) onConnectService(p *peer, m *wire.ConnectService, fds *fdQueue) e
 	if err != nil {
 		n.log.Error("registering a reader", "service", o.svc, "err", err)
 		return reply(wire.StatusNotAvailable)
-	}
-	if view != nil {
-		// Method-call payloads need the methods capability; nothing reads
-		// this pool yet, so give it back.
-		view.Close()
 	}
 	b := &provBinding{offer: o, peer: p, providedID: n.newHandle(), requiredID: m.RequiredID, reader: reader}
 	p.provided[b.providedID] = b
@@ -438,6 +427,9 @@ func (n *Node) onSubscribeEvent(p *peer, m *wire.SubscribeEvent) error {
 	b, err := n.providerBinding(p, m.ProvidedID, "Subscribe_event")
 	if b == nil {
 		return err
+	}
+	if m.Mode != wire.ModeUpdates && p.caps&wire.CapFields == 0 {
+		return protoErr("Subscribe_event with initial value without the fields capability", nil)
 	}
 	o := b.offer
 	if !m.Subscribe {

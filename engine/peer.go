@@ -115,7 +115,6 @@ type peerStats struct {
 	MessagesIn, MessagesOut uint64
 	BytesIn, BytesOut       uint64
 	UpdatesDropped          uint64 // event updates not sent: socket full or slot share refused
-	ProtocolErrors          uint64
 	StaleHandles            uint64 // messages for bindings already torn down (benign races)
 }
 

@@ -290,6 +290,8 @@ func (px *Proxy) closeLocked() {
 	}
 	px.closed = true
 	for _, p := range n.peers {
+		// Peers stop telling us about this service: forget their offers.
+		delete(p.offers, px.svc.key())
 		if p.state == peerReady {
 			p.queue(&wire.RequestService{Service: px.svc.wire()}, -1)
 		}
@@ -335,6 +337,9 @@ func (n *Node) onConnectServiceReply(p *peer, m *wire.ConnectServiceReply, fds *
 		n.log.Warn("provider refused the binding", "service", px.svc, "peer", p.pub.id, "status", m.Status)
 		px.dropCandidate(p)
 		return nil
+	}
+	if fd < 0 && (m.Events > 0 || m.Methods > 0) {
+		return protoErr("Connect_service_reply without a pool for a service with events or methods", nil)
 	}
 	if fd >= 0 {
 		v, err := shm.MapView(fd, shmGeometry(m.Pool))
@@ -402,6 +407,9 @@ func (n *Node) onEventUpdate(p *peer, m *wire.EventUpdate) error {
 	}
 	if !b.connected || b.view == nil {
 		return protoErr("Event_update before the binding is established", nil)
+	}
+	if m.Requested && p.caps&wire.CapFields == 0 {
+		return protoErr("requested Event_update without the fields capability", nil)
 	}
 	data, err := b.view.Bytes(shm.Handle{Slot: m.Payload.Slot, Len: m.Payload.Len})
 	if err != nil {

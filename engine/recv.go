@@ -123,13 +123,15 @@ func (n *Node) handle(p *peer, m wire.Message, fds *fdQueue) error {
 
 func (n *Node) ourCaps() uint32 { return 0 }
 
-func (n *Node) sendConnect(p *peer) {
-	m := wire.Connect{Version: wire.Version, Caps: n.ourCaps(), MaxPacket: uint32(n.cfg.MaxPacket), Name: n.cfg.Name}
-	for _, pc := range n.cfg.Pools {
+func (n *Node) sendConnect(p *peer) { p.queue(connectMessage(&n.cfg, n.ourCaps()), -1) }
+
+func connectMessage(cfg *Config, caps uint32) *wire.Connect {
+	m := &wire.Connect{Version: wire.Version, Caps: caps, MaxPacket: uint32(cfg.MaxPacket), Name: cfg.Name}
+	for _, pc := range cfg.Pools {
 		m.Pools = append(m.Pools, wire.PoolConfig{ID: pc.ServiceID, Instance: pc.Instance, Dir: pc.Direction,
 			Geometry: wire.Geometry{SlotSize: pc.Geometry.SlotSize, SlotCount: pc.Geometry.SlotCount}})
 	}
-	p.queue(&m, -1)
+	return m
 }
 
 func (n *Node) handleHandshake(p *peer, m wire.Message) error {
@@ -151,10 +153,9 @@ func (n *Node) handleHandshake(p *peer, m wire.Message) error {
 func (n *Node) onConnect(p *peer, m *wire.Connect) error {
 	reject := func(st wire.Status, reason string) error {
 		n.counters.PeersRejected++
-		p.maxOut = wire.MinPacket
 		p.queue(&wire.ConnectReply{Status: st, Version: wire.Version, Name: n.cfg.Name, Reason: reason}, -1)
 		p.flush()
-		return protoErr("rejected: "+reason, nil)
+		return &RejectedError{Status: st, Reason: reason}
 	}
 	if m.Version != wire.Version {
 		return reject(wire.StatusVersionUnsupported, fmt.Sprintf("protocol version %d unsupported (want %d)", m.Version, wire.Version))
@@ -162,16 +163,18 @@ func (n *Node) onConnect(p *peer, m *wire.Connect) error {
 	if m.MaxPacket < wire.MinPacket {
 		return reject(wire.StatusMalformed, fmt.Sprintf("max packet %d below %d", m.MaxPacket, wire.MinPacket))
 	}
+	for _, pc := range m.Pools {
+		if err := shmGeometry(pc.Geometry).Validate(); err != nil {
+			return reject(wire.StatusMalformed, fmt.Sprintf("pool config for %q: %v", pc.ID, err))
+		}
+	}
+	for _, pc := range m.Pools {
+		n.poolHints[poolHintKey{pc.ID, pc.Instance, pc.Dir}] = PoolConfig{ServiceID: pc.ID, Instance: pc.Instance,
+			Direction: pc.Dir, Geometry: shmGeometry(pc.Geometry)}
+	}
 	p.pub.name = m.Name
 	p.caps = m.Caps & n.ourCaps()
 	p.maxOut = int(min(m.MaxPacket, wire.MaxPacket))
-	for _, pc := range m.Pools {
-		g := shmGeometry(pc.Geometry)
-		if err := g.Validate(); err != nil {
-			return reject(wire.StatusMalformed, fmt.Sprintf("pool config for %q: %v", pc.ID, err))
-		}
-		n.poolHints[poolHintKey{pc.ID, pc.Instance, pc.Dir}] = PoolConfig{ServiceID: pc.ID, Instance: pc.Instance, Direction: pc.Dir, Geometry: g}
-	}
 	p.queue(&wire.ConnectReply{Status: wire.StatusOK, Version: wire.Version, Caps: p.caps,
 		MaxPacket: uint32(n.cfg.MaxPacket), Name: n.cfg.Name}, -1)
 	n.peerReady(p)
@@ -184,6 +187,9 @@ func (n *Node) onConnectReply(p *peer, m *wire.ConnectReply) error {
 		n.log.Error("listener rejected the connection", "status", m.Status, "reason", m.Reason)
 		n.fail(p, err)
 		return nil
+	}
+	if m.Version != wire.Version {
+		return protoErr(fmt.Sprintf("listener accepted with protocol version %d (want %d)", m.Version, wire.Version), nil)
 	}
 	if m.MaxPacket < wire.MinPacket {
 		return protoErr(fmt.Sprintf("listener's max packet %d below %d", m.MaxPacket, wire.MinPacket), nil)

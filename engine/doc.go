@@ -1,0 +1,22 @@
+// Package engine is gwipc's gateway IPC binding: processes on one machine
+// discover each other's services, subscribe to events and receive event
+// updates, with payloads in shared memory and only small control messages on
+// a Unix-domain socket.
+//
+// A Node is either a listener (many peers) or a dialler (one peer, reconnected
+// after loss). After the handshake both kinds are symmetric: each may Offer
+// services (and Publish their events) and Require services (and Subscribe to
+// their events). A consumer's Require is answered by a provider's Offer; the
+// binding carries the provider's shared-memory pool, so an event update is a
+// slot index on the wire and a read-only view (a Sample) at the subscriber.
+// One update sent to N subscribers uses one slot, freed after the last of
+// them releases it; a peer that disappears releases everything it held.
+//
+// The node never calls application code on its own: callbacks run inside
+// Dispatch, on the goroutine that calls it, one at a time. Put Fd in your own
+// event loop and call Dispatch when it is readable, or run Run on a goroutine.
+// Everything else (Publish, Subscribe, Close, ...) may be called from any
+// goroutine; sends go straight to the peer's socket when it has room.
+//
+// The wire protocol is specified in docs/PROTOCOL.md.
+package engine

@@ -1,0 +1,225 @@
+package engine
+
+import (
+	"errors"
+	"io"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/gwipc/gwipc/engine/internal/transport"
+	"github.com/gwipc/gwipc/engine/wire"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
+)
+
+// rawPeer is a hand-driven control connection for sending arbitrary bytes.
+type rawPeer struct {
+	t    testing.TB
+	conn *transport.Conn
+}
+
+func rawDial(t testing.TB, path string) *rawPeer {
+	c, err := transport.Dial(path)
+	require.NoError(t, err)
+	t.Cleanup(func() { c.Close() })
+	return &rawPeer{t: t, conn: c}
+}
+
+func (r *rawPeer) send(pkt []byte, fds ...int) {
+	require.NoError(r.t, r.conn.Send(pkt, fds))
+}
+
+func (r *rawPeer) sendMsg(ms ...wire.Message) {
+	var pkt []byte
+	for _, m := range ms {
+		var err error
+		pkt, err = m.Append(pkt)
+		require.NoError(r.t, err)
+	}
+	r.send(pkt)
+}
+
+// recv waits (bounded) for one packet; io.EOF when the other side closed.
+func (r *rawPeer) recv() ([]byte, error) {
+	buf := make([]byte, wire.MaxPacket)
+	deadline := time.Now().Add(waitFor)
+	for time.Now().Before(deadline) {
+		pfd := []unix.PollFd{{Fd: int32(r.conn.Fd()), Events: unix.POLLIN}}
+		unix.Poll(pfd, 100)
+		n, _, err := r.conn.Recv(buf, make([]int, transport.MaxFDs))
+		if errors.Is(err, transport.ErrWouldBlock) {
+			continue
+		}
+		return buf[:n], err
+	}
+	r.t.Fatal("no packet within the deadline")
+	return nil, nil
+}
+
+// expectClosed reads until the other side closes the connection.
+func (r *rawPeer) expectClosed() {
+	for {
+		_, err := r.recv()
+		if err != nil {
+			require.ErrorIs(r.t, err, io.EOF)
+			return
+		}
+	}
+}
+
+// handshake sends a valid Connect and reads the Connect_reply.
+func (r *rawPeer) handshake() *wire.ConnectReply {
+	r.sendMsg(&wire.Connect{Version: wire.Version, MaxPacket: wire.MaxPacket, Name: "raw"})
+	pkt, err := r.recv()
+	require.NoError(r.t, err)
+	m, _, err := wire.Decode(pkt)
+	require.NoError(r.t, err)
+	reply, ok := m.(*wire.ConnectReply)
+	require.True(r.t, ok, "got %T", m)
+	return reply
+}
+
+func encode(t testing.TB, ms ...wire.Message) []byte {
+	var pkt []byte
+	for _, m := range ms {
+		var err error
+		pkt, err = m.Append(pkt)
+		require.NoError(t, err)
+	}
+	return pkt
+}
+
+func TestMalformedFramesCloseOnlyTheirConnection(t *testing.T) {
+	path := socketPath(t)
+	prov := startPeer(t, "listen", path, "provider")
+	prov.do("offer a 1")
+	good := startPeer(t, "dial", path, "consumer")
+	good.do("require a")
+	good.expect("avail a true")
+	good.do("subscribe a 0")
+	good.expect("suback a 0 <nil>")
+	baseline := prov.fdCount()
+
+	connect := encode(t, &wire.Connect{Version: wire.Version, MaxPacket: wire.MaxPacket})
+	devnull, err := os.Open(os.DevNull)
+	require.NoError(t, err)
+	defer devnull.Close()
+	cases := []struct {
+		name      string
+		handshake bool
+		pkt       []byte
+		fds       []int
+	}{
+		{name: "garbage", pkt: []byte("GET / HTTP/1.1\r\n\r\n")},
+		{name: "truncated header", pkt: connect[:5]},
+		{name: "unknown type", pkt: []byte{99, 0, 0, 0, 0, 0, 0, 0}},
+		{name: "length beyond packet", pkt: []byte{1, 0, 0, 0, 0xff, 0xff, 0, 0}},
+		{name: "update before handshake", pkt: encode(t, &wire.EventUpdate{RequiredID: 1})},
+		{name: "connect with trailing bytes", pkt: append(connect[:len(connect):len(connect)], 0xee)},
+		{name: "oversized packet", pkt: make([]byte, wire.MaxPacket+1)},
+		{name: "undefined flags", handshake: true, pkt: func() []byte {
+			b := encode(t, &wire.RequestService{Service: testService("a").wire(), InUse: true})
+			b[1] = 0x80
+			return b
+		}()},
+		{name: "second connect", handshake: true, pkt: connect},
+		{name: "never-issued handle", handshake: true, pkt: encode(t, &wire.SubscribeEvent{ProvidedID: 1 << 60, Subscribe: true})},
+		{name: "consume for never-issued handle", handshake: true, pkt: encode(t, &wire.PayloadConsumed{Handle: 1 << 60})},
+		{name: "fd that no message carries", handshake: true, pkt: encode(t, &wire.RequestService{Service: testService("a").wire(), InUse: true}), fds: []int{int(devnull.Fd())}},
+		{name: "pool flag without fd", handshake: true, pkt: encode(t, &wire.ConnectService{Service: testService("a").wire(), RequiredID: 1, InUse: true, HasPool: true, Pool: wire.Geometry{SlotSize: 64, SlotCount: 1}})},
+		{name: "call pool without the methods capability", handshake: true, pkt: encode(t, &wire.ConnectService{Service: testService("a").wire(), RequiredID: 1, InUse: true, HasPool: true, Pool: wire.Geometry{SlotSize: 64, SlotCount: 1}}), fds: []int{int(devnull.Fd())}},
+		{name: "bad service id", handshake: true, pkt: encode(t, &wire.RequestService{Service: wire.Service{ID: "", Instance: "i"}, InUse: true})},
+		{name: "methods capability not negotiated", handshake: true, pkt: encode(t, &wire.CallMethod{ProvidedID: 1})},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			r := rawDial(t, path)
+			if tc.handshake {
+				require.Equal(t, wire.StatusOK, r.handshake().Status)
+			}
+			r.send(tc.pkt, tc.fds...)
+			r.expectClosed()
+			// Everyone else keeps working.
+			prov.do("publish a 0 %s", "still-serving")
+			good.expect("recv a 0")
+		})
+	}
+	st := prov.waitStatus(func(s Status) bool { return len(s.Peers) == 1 }, "only the good consumer is left")
+	assert.Equal(t, "consumer", st.Peers[0].Name)
+	assert.GreaterOrEqual(t, st.Counters.ProtocolErrors, uint64(len(cases)))
+	eventually(t, func() bool { return prov.fdCount() == baseline }, "no fd leaked in the provider (baseline %d)", baseline)
+}
+
+func TestProviderSurvivesSlotAbuse(t *testing.T) {
+	path := socketPath(t)
+	prov := startPeer(t, "listen", path, "provider")
+	prov.do("offer a 1 2 64")
+	r := rawDial(t, path)
+	require.Equal(t, wire.StatusOK, r.handshake().Status)
+	r.sendMsg(&wire.ConnectService{Service: testService("a").wire(), RequiredID: 7, InUse: true})
+	pkt, err := r.recv()
+	require.NoError(t, err)
+	m, _, err := wire.Decode(pkt)
+	require.NoError(t, err)
+	reply := m.(*wire.ConnectServiceReply)
+	require.Equal(t, wire.StatusOK, reply.Status)
+	// Releasing a slot it never held closes the connection.
+	r.sendMsg(&wire.PayloadConsumed{Handle: reply.ProvidedID, Payload: wire.Payload{Slot: 1, Len: 1}})
+	r.expectClosed()
+	st := prov.waitStatus(func(s Status) bool { return len(s.Peers) == 0 }, "abuser gone")
+	assert.Empty(t, st.Offers[0].Bindings)
+	prov.do("publish a 0 fine")
+}
+
+func TestListenerRejectsAnotherProtocolVersion(t *testing.T) {
+	path := socketPath(t)
+	startPeer(t, "listen", path, "provider")
+	r := rawDial(t, path)
+	r.sendMsg(&wire.Connect{Version: wire.Version + 1, MaxPacket: wire.MaxPacket})
+	pkt, err := r.recv()
+	require.NoError(t, err)
+	m, _, err := wire.Decode(pkt)
+	require.NoError(t, err)
+	reply := m.(*wire.ConnectReply)
+	assert.Equal(t, wire.StatusVersionUnsupported, reply.Status)
+	assert.Contains(t, reply.Reason, "version")
+	r.expectClosed()
+}
+
+func TestDiallerReportsRejectionAndKeepsTrying(t *testing.T) {
+	path := socketPath(t)
+	l, err := transport.Listen(path, transport.ListenConfig{})
+	require.NoError(t, err)
+	defer l.Close()
+	d := dial(t, path, &Config{ReconnectMax: 50 * time.Millisecond})
+	accept := func() *rawPeer {
+		var c *transport.Conn
+		eventually(t, func() bool { c, err = l.Accept(); return err == nil }, "dialler connects")
+		return &rawPeer{t: t, conn: c}
+	}
+	r := accept()
+	pkt, err := r.recv()
+	require.NoError(t, err)
+	m, _, err := wire.Decode(pkt)
+	require.NoError(t, err)
+	require.IsType(t, &wire.Connect{}, m)
+	r.sendMsg(&wire.ConnectReply{Status: wire.StatusPermissionDenied, Version: wire.Version, Reason: "not you"})
+	eventually(t, func() bool {
+		st := d.Status()
+		return st.Dialler.LastError != "" && !st.Dialler.Connected
+	}, "rejection visible in status")
+	assert.Contains(t, d.Status().Dialler.LastError, "not you")
+	r.conn.Close()
+	accept() // it tries again
+}
+
+func TestHandshakeTimeoutClosesSilentPeers(t *testing.T) {
+	path := socketPath(t)
+	l := listen(t, path, &Config{HandshakeTimeout: 50 * time.Millisecond})
+	r := rawDial(t, path)
+	r.expectClosed()
+	eventually(t, func() bool { return len(l.Status().Peers) == 0 }, "silent peer dropped")
+	assert.Equal(t, uint64(1), l.Status().Counters.ProtocolErrors)
+}
