@@ -201,13 +201,9 @@ func (d *decoder) payload(p *Payload) {
 	p.Len = d.u32("payload.len")
 }
 
-func (d *decoder) status(field string) Status {
-	v := d.u8(field)
-	if d.err == nil && v > uint8(statusLast) {
-		d.fail(field, ErrBadValue)
-	}
-	return Status(v)
-}
+// status reads a Status. Values this version does not know are accepted:
+// new failure codes may be added, and any non-zero status is a failure.
+func (d *decoder) status(field string) Status { return Status(d.u8(field)) }
 
 func (d *decoder) count(field string) int {
 	n := int(d.u16(field))
