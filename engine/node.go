@@ -46,7 +46,8 @@ type Node struct {
 	poolHints  map[poolHintKey]PoolConfig // from diallers' Connect
 	callbacks  []callback
 	wakeNeeded bool
-	timerAt    time.Time
+	timerAt    time.Time // when the timerfd is armed to fire (zero: disarmed)
+	timerFired bool
 
 	// dialler state
 	dialPeer     *peer
@@ -199,7 +200,11 @@ func (n *Node) Dispatch(timeout time.Duration) (int, error) {
 	for _, ev := range n.events[:k] {
 		n.handleEvent(ev)
 	}
-	n.handleTimers(time.Now())
+	if now := time.Now(); n.timerFired || (!n.timerAt.IsZero() && !now.Before(n.timerAt)) {
+		// The timerfd is one-shot: once fired it is disarmed, due or not.
+		n.timerFired, n.timerAt = false, time.Time{}
+		n.handleTimers(now)
+	}
 	n.batching = false
 	n.flushDirty()
 	n.reap()
@@ -454,8 +459,10 @@ func (n *Node) teardownPeer(p *peer) {
 
 func (n *Node) handleEvent(ev transport.Event) {
 	switch {
-	case ev.Token == transport.TokenWake || ev.Token == transport.TokenTimer:
-		// Timers are checked after every event batch; wakes only end the wait.
+	case ev.Token == transport.TokenTimer:
+		n.timerFired = true
+	case ev.Token == transport.TokenWake:
+		// Wakes only end the wait.
 	case ev.Token == listenerToken:
 		n.acceptPeers()
 	default:
