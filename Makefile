@@ -34,7 +34,7 @@ lint:
 	$(GO) vet $(PKGS)
 
 bench: build
-	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./engine/wire/ ./shm/ ./engine/internal/transport/
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./engine/ ./engine/wire/ ./shm/ ./engine/internal/transport/
 	$(BUILD)/gwipc bench
 
 FUZZTIME ?= 20s

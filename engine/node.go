@@ -230,7 +230,7 @@ func (n *Node) runCallbacks() (ran int, err error) {
 		}
 		n.batching = true
 		for _, s := range n.toRelease {
-			s.releaseLocked()
+			s.releaseSample()
 		}
 		clear(n.toRelease)
 		n.toRelease = n.toRelease[:0]

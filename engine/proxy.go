@@ -433,7 +433,8 @@ func (n *Node) onEventUpdate(p *peer, m *wire.EventUpdate) error {
 		return nil
 	}
 	smp := n.newSample()
-	*smp = Sample{n: n, b: b, data: data, event: m.Event, seq: m.Seq, requested: m.Requested, payload: m.Payload, pooled: true}
+	*smp = Sample{received: received{n: n, b: b, data: data, payload: m.Payload},
+		event: m.Event, seq: m.Seq, requested: m.Requested, pooled: true}
 	n.enqueue(callback{sample: smp})
 	return nil
 }

@@ -5,6 +5,29 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// received is a payload this node read from a provider's pool: a read-only
+// view that must be handed back (Payload_consumed) exactly once.
+type received struct {
+	n        *Node
+	b        *consBinding
+	data     []byte
+	payload  wire.Payload
+	released bool
+}
+
+// releaseLocked gives the slot back. Called with n.mu held.
+func (r *received) releaseLocked() {
+	if r.released {
+		return
+	}
+	r.released = true
+	if r.payload.Slot != wire.NoSlot {
+		r.n.consume(r.b, r.payload)
+		r.b.view.Unref()
+	}
+	r.data = nil
+}
+
 // Sample is one received event update: a read-only view of a slot in the
 // provider's shared memory.
 //
@@ -13,15 +36,11 @@ import (
 // slot stays held, counting against the pool) until Release. Writing to
 // Data faults: the memory is mapped read-only.
 type Sample struct {
-	n         *Node
-	b         *consBinding
-	data      []byte
+	received
 	event     uint16
 	seq       uint64
 	requested bool
-	payload   wire.Payload
 	kept      bool
-	released  bool
 	pooled    bool // may be reused after release (never once kept)
 }
 
@@ -33,10 +52,13 @@ func (s *Sample) Event() uint16 { return s.event }
 
 // Seq is the provider's sequence number for this event (1 for the first
 // update). A jump between consecutive samples means updates were missed.
+// A requested update (see Requested) repeats the sequence number of the
+// value it carries.
 func (s *Sample) Seq() uint64 { return s.seq }
 
 // Requested reports whether this update answers a request for the current
-// value rather than being a new publication.
+// value (a field's initial value or Proxy.RequestUpdate) rather than being
+// a new publication.
 func (s *Sample) Requested() bool { return s.requested }
 
 // Keep keeps the sample past its handler's return. Call it only inside the
@@ -51,18 +73,15 @@ func (s *Sample) Keep() {
 func (s *Sample) Release() {
 	n := s.n
 	n.mu.Lock()
-	s.releaseLocked()
+	s.releaseSample()
 	n.unlock()
 }
 
-func (s *Sample) releaseLocked() {
+func (s *Sample) releaseSample() {
 	if s.released {
 		return
 	}
-	s.released = true
-	s.n.consume(s.b, s.payload)
-	s.b.view.Unref()
-	s.data = nil
+	s.releaseLocked()
 	if s.pooled {
 		s.n.freeSamples = append(s.n.freeSamples, s)
 	}

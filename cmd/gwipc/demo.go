@@ -213,4 +213,3 @@ func demoConsumer(ctx context.Context, e *env, socket string, duration time.Dura
 	}
 	return exitOK
 }
-
