@@ -39,6 +39,23 @@ type Config struct {
 	// OnPeerDisconnected runs (inside Dispatch) when a connected peer is
 	// lost; err says why (nil for an orderly close).
 	OnPeerDisconnected func(p *Peer, err error)
+
+	// AllowUIDs and AllowGIDs restrict who may connect to a listener: a
+	// peer is admitted if its uid or gid is listed. Both empty: anyone who
+	// can open the socket (see SocketMode).
+	AllowUIDs, AllowGIDs []uint32
+	// Authorize, if set, is asked about every peer the allow-lists admit
+	// (listener only); a non-nil error rejects it with that reason. It runs
+	// on the dispatching goroutine and must not block.
+	Authorize func(PeerCred) error
+	// ListenerUIDs makes a dialler refuse a listener that does not run as
+	// one of these users (so an imposter cannot pose as the service).
+	ListenerUIDs []uint32
+	// Policy decides which peers may offer, require, subscribe to and call
+	// which services; see Rule.
+	Policy []Rule
+	// Limits bound what one peer may make the node hold.
+	Limits Limits
 }
 
 // PoolConfig sizes a pool the listener creates for a service.
@@ -79,6 +96,7 @@ func (c *Config) withDefaults() (Config, error) {
 	if out.MaxOutput == 0 {
 		out.MaxOutput = 4 << 20
 	}
+	out.Limits = out.Limits.withDefaults()
 	switch {
 	case len(out.Name) > wire.MaxIDLen:
 		return out, fmt.Errorf("%w: name longer than %d bytes", ErrInvalidConfig, wire.MaxIDLen)
@@ -111,9 +129,44 @@ type OfferConfig struct {
 	// Geometry sizes the provider's pool (events and replies). Zero means: the
 	// dialler's Connect config for this service if any, else DefaultGeometry.
 	Geometry shm.Geometry
+	// Fields lists the events that are fields: the latest published value is
+	// kept (one slot) and sent at once to subscribers asking for it.
+	Fields []uint16
+	// SubscriberSlots is the most slots one peer may hold at once (0: the
+	// whole pool). Updates a peer cannot take are dropped for that peer only
+	// and counted; it sees the gap in the sequence numbers.
+	SubscriberSlots int
 	// OnSubscription runs (inside Dispatch) when the first subscriber of an
 	// event arrives (true) or the last one leaves (false).
 	OnSubscription func(event uint16, subscribed bool)
+	// OnCall runs (inside Dispatch) for each method call. Answer it there or
+	// later, from any goroutine, with Call.Reply or Call.Fail.
+	OnCall func(Call)
+	// OnCancel runs (inside Dispatch) when the caller of a pending call
+	// cancels it, times out or goes away. The call must still be answered
+	// (the answer is dropped) to release its request.
+	OnCancel func(Call)
+	// OnUpdateRequest runs (inside Dispatch) when a peer asks for the current
+	// value of an event that has none cached: publish to answer. Requests
+	// from several peers are coalesced into one call until the next publish.
+	OnUpdateRequest func(event uint16)
+}
+
+func (c *OfferConfig) validate() error {
+	if c.Geometry != (shm.Geometry{}) {
+		if err := c.Geometry.Validate(); err != nil {
+			return err
+		}
+	}
+	for _, f := range c.Fields {
+		if f >= c.Events {
+			return fmt.Errorf("field %d is not an event (the service has %d)", f, c.Events)
+		}
+	}
+	if c.SubscriberSlots < 0 {
+		return fmt.Errorf("SubscriberSlots %d is negative", c.SubscriberSlots)
+	}
+	return nil
 }
 
 // ProxyConfig describes how a node consumes a service.
@@ -124,4 +177,12 @@ type ProxyConfig struct {
 	// OnSubscription runs (inside Dispatch) when a provider acknowledges
 	// (nil) or refuses (non-nil) a subscription.
 	OnSubscription func(event uint16, err error)
+	// CallGeometry sizes this proxy's pool for method-call payloads, created
+	// when a provider with methods is bound. Zero: the default, 16 slots of
+	// 4 KiB.
+	CallGeometry shm.Geometry
 }
+
+// DefaultCallGeometry sizes a proxy's call pool unless ProxyConfig says
+// otherwise.
+var DefaultCallGeometry = shm.Geometry{SlotSize: 4096, SlotCount: 16}

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"time"
 
@@ -43,6 +44,8 @@ type Node struct {
 	doomed     []*peer
 	offers     map[serviceKey]*Offer
 	proxies    map[serviceKey]*Proxy
+	finders    []*Finder
+	callTimers callTimers                 // pending calls with a timeout, by deadline
 	poolHints  map[poolHintKey]PoolConfig // from diallers' Connect
 	callbacks  []callback
 	wakeNeeded bool
@@ -66,7 +69,11 @@ type Node struct {
 	run       []callback
 	toRelease []*Sample
 
-	freeSamples []*Sample // guarded by mu
+	// Reusable objects, guarded by mu.
+	freeSamples []*Sample
+	freeReplies []*Reply
+	freeCalls   []*pendingCall
+	freeSignals []chan struct{}
 }
 
 // token values below firstPeerToken are reserved.
@@ -83,13 +90,17 @@ type poolHintKey struct {
 type nodeCounters struct {
 	PeersAccepted, PeersRejected, PeersLost uint64
 	ProtocolErrors                          uint64
+	PolicyRejections, QuotaHits             uint64
 }
 
-// callback is one queued callback: a sample delivery (hot, no allocation) or
-// an arbitrary function.
+// callback is one queued callback. The hot kinds (a sample, a method call,
+// a completed call) are carried without allocating; the rest are closures.
 type callback struct {
-	sample *Sample
-	fn     func()
+	sample    *Sample
+	call      Call         // a method call to hand to OnCall (call.b != nil)
+	ffPayload wire.Payload // the request of a fire-and-forget call, released after OnCall
+	completed *pendingCall // a CallAsync to complete
+	fn        func()
 }
 
 // Listen creates a node that accepts peers on a SOCK_SEQPACKET socket at
@@ -223,6 +234,8 @@ func (n *Node) runCallbacks() (ran int, err error) {
 	defer func() {
 		n.mu.Lock()
 		if ran < len(batch) {
+			// A callback panicked: what it held is released (samples, and
+			// fire-and-forget requests by runCall itself), the rest requeued.
 			if s := batch[ran].sample; s != nil && !s.kept {
 				n.toRelease = append(n.toRelease, s)
 			}
@@ -240,12 +253,17 @@ func (n *Node) runCallbacks() (ran int, err error) {
 		clear(batch)
 	}()
 	for ran < len(batch) {
-		cb := batch[ran]
-		if cb.sample != nil {
+		cb := &batch[ran]
+		switch {
+		case cb.sample != nil:
 			if cb.sample.deliver() {
 				n.toRelease = append(n.toRelease, cb.sample)
 			}
-		} else {
+		case cb.call.b != nil:
+			n.runCall(cb.call, cb.ffPayload)
+		case cb.completed != nil:
+			n.runCompletion(cb.completed)
+		default:
 			cb.fn()
 		}
 		ran++
@@ -301,8 +319,11 @@ func (n *Node) Close() error {
 	n.mu.Unlock()
 
 	for _, cb := range pending {
-		if cb.sample != nil {
+		switch {
+		case cb.sample != nil:
 			cb.sample.Release()
+		case cb.completed != nil && cb.completed.reply != nil:
+			cb.completed.reply.Release()
 		}
 	}
 	// Closing the poller wakes a dispatcher blocked in it; that Dispatch
@@ -423,10 +444,11 @@ func (n *Node) teardownPeer(p *peer) {
 	for _, b := range p.required {
 		b.proxy.dropCandidate(p)
 	}
-	for key := range p.offers {
+	for key, seen := range p.offers {
 		if px := n.proxies[key]; px != nil {
 			px.dropCandidate(p)
 		}
+		n.offerSeenChanged(p, seen.svc, false)
 	}
 	p.discardOutput()
 	n.poller.Remove(p.conn.Fd())
@@ -600,6 +622,13 @@ func (n *Node) dial() {
 		return
 	}
 	n.dialPeer = p
+	if len(n.cfg.ListenerUIDs) > 0 && !slices.Contains(n.cfg.ListenerUIDs, c.Cred().UID) {
+		err := fmt.Errorf("engine: the listener at %s runs as uid %d, not one of %v", n.dialPath, c.Cred().UID, n.cfg.ListenerUIDs)
+		n.log.Error("refusing the listener", "err", err, "pid", c.Cred().PID)
+		n.counters.PolicyRejections++
+		n.fail(p, &RejectedError{Status: wire.StatusPermissionDenied, Reason: err.Error()})
+		return
+	}
 	n.sendConnect(p)
 }
 
@@ -610,6 +639,7 @@ func (n *Node) handleTimers(now time.Time) {
 	if n.dialPath != "" && n.dialPeer == nil && !n.dialAt.IsZero() && !now.Before(n.dialAt) {
 		n.dial()
 	}
+	n.expireCalls(now)
 	for _, p := range n.peers {
 		if p.state == peerHandshake && !now.Before(p.deadline) {
 			n.fail(p, protoErr("handshake timed out", nil))
@@ -632,6 +662,9 @@ func (n *Node) rearm() {
 		if p.state == peerHandshake {
 			earliest(p.deadline)
 		}
+	}
+	if len(n.callTimers) > 0 {
+		earliest(n.callTimers[0].deadline)
 	}
 	if at.Equal(n.timerAt) {
 		return

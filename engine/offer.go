@@ -1,8 +1,10 @@
 package engine
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync/atomic"
 
@@ -28,15 +30,26 @@ type Offer struct {
 
 // OfferCounters are an offer's running totals.
 type OfferCounters struct {
-	Published uint64 // Publish and Loan.Publish calls that succeeded
-	Sent      uint64 // event updates sent (one per subscribed peer per publish)
-	Dropped   uint64 // updates not sent to a subscriber (its socket full, or its slot share refused)
-	NoSlot    uint64 // publishes refused because the pool was exhausted
+	Published uint64 `json:"published"` // Publish and Loan.Publish calls that succeeded
+	Sent      uint64 `json:"sent"`      // event updates sent (one per subscribed peer per publish)
+	Dropped   uint64 `json:"dropped"`   // updates not sent to a subscriber (its socket full, or its slot share refused)
+	NoSlot    uint64 `json:"no_slot"`   // publishes refused because the pool was exhausted
+	Calls     uint64 `json:"calls"`     // method calls handed to OnCall
 }
 
 type eventState struct {
 	seq  uint64
 	subs []*provBinding
+
+	// Fields only: the cached latest value (a slot the offer holds).
+	field     bool
+	cached    bool
+	cacheSlot uint32
+	cacheLen  uint32
+	cacheSeq  uint64
+	// Requests for the current value waiting for the next publish.
+	requesters      []*provBinding
+	requestNotified bool
 }
 
 // provBinding is one consumer peer bound to one of our offers.
@@ -47,6 +60,11 @@ type provBinding struct {
 	requiredID uint64
 	reader     shm.ReaderID
 	events     []uint16 // events this binding subscribes to
+	closed     bool     // unbound: kept only by Calls still to be answered
+
+	callView *shm.View                 // the consumer's pool (method-call payloads), if any
+	calls    map[uint64]pendingRequest // calls not yet answered, by invocation id
+	drops    map[uint16]uint64         // updates dropped for this binding, by event
 }
 
 // Offer starts providing svc. Peers that require a compatible version (same
@@ -61,10 +79,8 @@ func (n *Node) Offer(svc ServiceID, cfg *OfferConfig) (*Offer, error) {
 	if cfg != nil {
 		c = *cfg
 	}
-	if c.Geometry != (shm.Geometry{}) {
-		if err := c.Geometry.Validate(); err != nil {
-			return nil, fmt.Errorf("%w: offer %v: %w", ErrInvalidConfig, svc, err)
-		}
+	if err := c.validate(); err != nil {
+		return nil, fmt.Errorf("%w: offer %v: %w", ErrInvalidConfig, svc, err)
 	}
 	if err := n.lockChecked(); err != nil {
 		return nil, err
@@ -75,13 +91,26 @@ func (n *Node) Offer(svc ServiceID, cfg *OfferConfig) (*Offer, error) {
 		return nil, fmt.Errorf("%w: %v", ErrDuplicate, svc)
 	}
 	o := &Offer{n: n, svc: svc, cfg: c, events: make([]*eventState, c.Events), bindings: map[*peer]*provBinding{}}
+	for _, f := range c.Fields {
+		o.event(f).field = true
+	}
 	n.offers[key] = o
 	for _, p := range n.peers {
-		if _, ok := p.interest[key]; ok && p.state == peerReady {
+		if o.watchedBy(p) {
 			o.sendOffer(p, true)
 		}
 	}
 	return o, nil
+}
+
+// watchedBy reports whether p wants to hear about this offer: it requested
+// the service, is bound to it, or finds it.
+func (o *Offer) watchedBy(p *peer) bool {
+	if p.state != peerReady {
+		return false
+	}
+	_, asked := p.interest[o.svc.key()]
+	return asked || o.bindings[p] != nil || p.finding(o.svc)
 }
 
 // Service returns the offered service instance.
@@ -119,10 +148,31 @@ type Loan struct {
 	gen   uint32
 }
 
+// PublishWait is Publish, waiting for a free slot until ctx ends instead of
+// failing at once with ErrNoSlot.
+func (o *Offer) PublishWait(ctx context.Context, event uint16, data []byte) error {
+	l, err := o.LoanWait(ctx, event)
+	if err != nil {
+		return err
+	}
+	buf := l.Bytes()
+	if len(data) > len(buf) {
+		l.Discard()
+		return fmt.Errorf("%w: %d bytes, slot holds %d", ErrTooLarge, len(data), len(buf))
+	}
+	copy(buf, data)
+	return l.Publish(len(data))
+}
+
 // Loan takes a free slot for event. Write the payload into Bytes, then
 // Publish (or Discard) it. It fails with ErrNoSlot when the pool is
 // exhausted.
-func (o *Offer) Loan(event uint16) (Loan, error) {
+func (o *Offer) Loan(event uint16) (Loan, error) { return o.loan(nil, event) }
+
+// LoanWait is Loan, waiting for a free slot until ctx ends.
+func (o *Offer) LoanWait(ctx context.Context, event uint16) (Loan, error) { return o.loan(ctx, event) }
+
+func (o *Offer) loan(ctx context.Context, event uint16) (Loan, error) {
 	n := o.n
 	if err := n.lockChecked(); err != nil {
 		return Loan{}, err
@@ -132,7 +182,12 @@ func (o *Offer) Loan(event uint16) (Loan, error) {
 	if err != nil {
 		return Loan{}, err
 	}
-	slot, err := pool.Alloc()
+	var slot uint32
+	if ctx == nil {
+		slot, err = pool.Alloc()
+	} else {
+		slot, err = pool.AllocWait(ctx)
+	}
 	if err != nil {
 		if errors.Is(err, shm.ErrNoSlot) {
 			n.mu.Lock()
@@ -250,14 +305,27 @@ func (l Loan) Discard() error {
 // fanout shares one slot with every subscriber of event, sends each an
 // Event_update, and drops the writer's own reference: the slot is free once
 // the last subscriber has consumed it. Called with n.mu held.
+// A new value also answers every waiting request for the current value, and
+// becomes the cached value of a field.
 func (o *Offer) fanout(event uint16, slot, size uint32) {
 	es := o.event(event)
 	es.seq++
 	o.stats.Published++
 	for _, b := range es.subs {
-		o.sendUpdate(b, event, es.seq, slot, size)
+		o.sendUpdate(b, event, es.seq, slot, size, false)
 	}
-	o.pool.Free(slot)
+	for _, b := range es.requesters {
+		if !slices.Contains(es.subs, b) {
+			o.sendUpdate(b, event, es.seq, slot, size, true)
+		}
+	}
+	clear(es.requesters)
+	es.requesters, es.requestNotified = es.requesters[:0], false
+	if es.field {
+		o.keepCache(es, slot, size)
+	} else {
+		o.pool.Free(slot)
+	}
 }
 
 func (o *Offer) event(ev uint16) *eventState {
@@ -269,20 +337,19 @@ func (o *Offer) event(ev uint16) *eventState {
 	return es
 }
 
-func (o *Offer) sendUpdate(b *provBinding, event uint16, seq uint64, slot, size uint32) {
+func (o *Offer) sendUpdate(b *provBinding, event uint16, seq uint64, slot, size uint32, requested bool) {
 	p := b.peer
-	if p.state != peerReady || p.blocked {
+	if p.state != peerReady || p.blocked || o.pool.Share(slot, b.reader) != nil {
 		p.stats.UpdatesDropped++
 		o.stats.Dropped++
-		return
-	}
-	if err := o.pool.Share(slot, b.reader); err != nil {
-		p.stats.UpdatesDropped++
-		o.stats.Dropped++
+		if b.drops == nil {
+			b.drops = map[uint16]uint64{}
+		}
+		b.drops[event]++
 		return
 	}
 	m := &p.outUpdate
-	*m = wire.EventUpdate{RequiredID: b.requiredID, Event: event, Seq: seq, Payload: wire.Payload{Slot: slot, Len: size}}
+	*m = wire.EventUpdate{RequiredID: b.requiredID, Event: event, Seq: seq, Requested: requested, Payload: wire.Payload{Slot: slot, Len: size}}
 	p.queue(m, -1)
 	o.stats.Sent++
 }
@@ -304,31 +371,41 @@ func (o *Offer) closeLocked() {
 	}
 	o.closed = true
 	n := o.n
-	key := o.svc.key()
 	for _, p := range n.peers {
-		_, asked := p.interest[key]
-		if (asked || o.bindings[p] != nil) && p.state == peerReady {
+		if o.watchedBy(p) {
 			o.sendOffer(p, false)
 		}
 	}
 	for _, b := range o.bindings {
 		o.unbind(b)
 	}
-	delete(n.offers, key)
+	delete(n.offers, o.svc.key())
 	if o.pool != nil {
+		o.dropCaches()
 		o.pool.Close()
 	}
 }
 
 // unbind removes one consumer's binding and releases every slot it held.
+// Calls still pending are cancelled; they keep the consumer's pool mapped
+// until the application answers them.
 func (o *Offer) unbind(b *provBinding) {
 	for _, ev := range b.events {
 		o.removeSubscriber(b, ev)
+		b.peer.subscriptions--
 	}
 	b.events = nil
+	o.forgetRequests(b)
+	for id := range b.calls {
+		b.cancelCall(id)
+	}
+	b.closed = true
 	o.pool.RemoveReader(b.reader)
 	delete(b.peer.provided, b.providedID)
 	delete(o.bindings, b.peer)
+	if b.callView != nil {
+		b.callView.Close()
+	}
 }
 
 func (o *Offer) removeSubscriber(b *provBinding, ev uint16) {
@@ -359,13 +436,14 @@ func (n *Node) onConnectService(p *peer, m *wire.ConnectService, fds *fdQueue) e
 		if fd, ok = fds.take(); !ok {
 			return protoErr("Connect_service announces a pool but carries no fd", nil)
 		}
-		closeFD(fd)
-		if p.caps&wire.CapMethods == 0 {
-			return protoErr("Connect_service carries a call pool without the methods capability", nil)
+		if p.caps&wire.CapMethods == 0 || !m.InUse {
+			closeFD(fd)
+			return protoErr("Connect_service carries a call pool without the methods capability or in_use", nil)
 		}
 	}
 	svc := serviceFromWire(m.Service)
 	if err := svc.Validate(); err != nil {
+		closeFD(fd)
 		return protoErr("Connect_service", err)
 	}
 	o := n.offers[svc.key()]
@@ -378,6 +456,7 @@ func (n *Node) onConnectService(p *peer, m *wire.ConnectService, fds *fdQueue) e
 		return nil
 	}
 	reply := func(st wire.Status) error {
+		closeFD(fd)
 		p.queue(&wire.ConnectServiceReply{RequiredID: m.RequiredID, Status: st}, -1)
 		return nil
 	}
@@ -388,22 +467,45 @@ func (n *Node) onConnectService(p *peer, m *wire.ConnectService, fds *fdQueue) e
 		return reply(wire.StatusIncompatibleVersion)
 	case o.bindings[p] != nil:
 		return reply(wire.StatusDuplicate)
+	case !n.allowed(p, o.svc, ActionRequire):
+		n.reject(p, o.svc, ActionRequire)
+		return reply(wire.StatusPermissionDenied)
+	case len(p.provided) >= n.cfg.Limits.Services:
+		n.quotaHit(p, "bindings")
+		return reply(wire.StatusQuotaExceeded)
+	}
+	var view *shm.View
+	if fd >= 0 {
+		v, err := shm.MapView(fd, shmGeometry(m.Pool)) // takes the fd
+		fd = -1
+		if err != nil {
+			return protoErr("mapping the consumer's call pool", err)
+		}
+		view = v
 	}
 	pool, err := o.ensurePool()
-	if err != nil {
-		n.log.Error("creating a pool", "service", o.svc, "err", err)
-		return reply(wire.StatusNotAvailable)
+	if err == nil {
+		var reader shm.ReaderID
+		if reader, err = pool.AddReader(o.cfg.SubscriberSlots); err == nil {
+			b := &provBinding{offer: o, peer: p, providedID: n.newHandle(), requiredID: m.RequiredID, reader: reader,
+				callView: view, calls: map[uint64]pendingRequest{}}
+			return o.bind(b)
+		}
 	}
-	reader, err := pool.AddReader(0)
-	if err != nil {
-		n.log.Error("registering a reader", "service", o.svc, "err", err)
-		return reply(wire.StatusNotAvailable)
+	if view != nil {
+		view.Close()
 	}
-	b := &provBinding{offer: o, peer: p, providedID: n.newHandle(), requiredID: m.RequiredID, reader: reader}
+	n.log.Error("setting up a binding", "service", o.svc, "err", err)
+	return reply(wire.StatusNotAvailable)
+}
+
+// bind registers b and answers the consumer with the provider's pool.
+func (o *Offer) bind(b *provBinding) error {
+	p, pool := b.peer, o.pool
 	p.provided[b.providedID] = b
 	o.bindings[p] = b
 	g := pool.Geometry()
-	p.queue(&wire.ConnectServiceReply{RequiredID: m.RequiredID, ProvidedID: b.providedID, Status: wire.StatusOK,
+	p.queue(&wire.ConnectServiceReply{RequiredID: b.requiredID, ProvidedID: b.providedID, Status: wire.StatusOK,
 		Methods: o.cfg.Methods, Events: o.cfg.Events, HasPool: true,
 		Pool: wire.Geometry{SlotSize: g.SlotSize, SlotCount: g.SlotCount}}, pool.Fd())
 	return nil
@@ -433,12 +535,10 @@ func (n *Node) onSubscribeEvent(p *peer, m *wire.SubscribeEvent) error {
 	}
 	o := b.offer
 	if !m.Subscribe {
-		for i, ev := range b.events {
-			if ev == m.Event {
-				b.events = append(b.events[:i], b.events[i+1:]...)
-				o.removeSubscriber(b, m.Event)
-				break
-			}
+		if i := slices.Index(b.events, m.Event); i >= 0 {
+			b.events = slices.Delete(b.events, i, i+1)
+			p.subscriptions--
+			o.removeSubscriber(b, m.Event)
 		}
 		return nil
 	}
@@ -446,8 +546,16 @@ func (n *Node) onSubscribeEvent(p *peer, m *wire.SubscribeEvent) error {
 	switch {
 	case m.Event >= o.cfg.Events:
 		status = wire.StatusUnknownEvent
-	case !containsEvent(b.events, m.Event):
+	case !n.allowed(p, o.svc, ActionSubscribe):
+		n.reject(p, o.svc, ActionSubscribe)
+		status = wire.StatusPermissionDenied
+	case slices.Contains(b.events, m.Event):
+	case p.subscriptions >= n.cfg.Limits.Subscriptions:
+		n.quotaHit(p, "subscriptions")
+		status = wire.StatusQuotaExceeded
+	default:
 		b.events = append(b.events, m.Event)
+		p.subscriptions++
 		es := o.event(m.Event)
 		es.subs = append(es.subs, b)
 		if len(es.subs) == 1 {
@@ -455,24 +563,30 @@ func (n *Node) onSubscribeEvent(p *peer, m *wire.SubscribeEvent) error {
 		}
 	}
 	p.queue(&wire.SubscribeEventReply{RequiredID: b.requiredID, Event: m.Event, Status: status}, -1)
+	if status == wire.StatusOK && m.Mode == wire.ModeInitialValue {
+		o.requestValue(b, m.Event)
+	}
 	return nil
 }
 
-func containsEvent(evs []uint16, ev uint16) bool {
-	for _, e := range evs {
-		if e == ev {
-			return true
-		}
-	}
-	return false
-}
-
+// onPayloadConsumed releases a slot of one of our pools: the offer's (event
+// and reply payloads) or a proxy's call pool (request payloads).
 func (n *Node) onPayloadConsumed(p *peer, m *wire.PayloadConsumed) error {
-	b, err := n.providerBinding(p, m.Handle, "Payload_consumed")
-	if b == nil {
-		return err
+	var err error
+	switch b, cb := p.provided[m.Handle], p.required[m.Handle]; {
+	case b != nil:
+		err = b.offer.pool.Release(m.Payload.Slot, b.reader)
+	case cb != nil && cb.proxy.callPool != nil:
+		err = cb.proxy.callPool.Release(m.Payload.Slot, cb.callReader)
+	case cb != nil:
+		err = errors.New("no call pool was shared")
+	default:
+		if !n.issued(m.Handle) {
+			return protoErr(fmt.Sprintf("Payload_consumed for handle %d never issued", m.Handle), nil)
+		}
+		p.stats.StaleHandles++
 	}
-	if err := b.offer.pool.Release(m.Payload.Slot, b.reader); err != nil {
+	if err != nil {
 		return protoErr("Payload_consumed", err)
 	}
 	return nil

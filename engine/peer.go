@@ -92,10 +92,15 @@ type peer struct {
 	blocked bool // socket full: waiting for EPOLLOUT
 	dirty   bool // has unflushed output while the node is batching
 
-	provided map[uint64]*provBinding     // bindings where we provide, by our provided_id
-	required map[uint64]*consBinding     // bindings where we consume, by our required_id
-	interest map[serviceKey]wire.Service // services this peer requested from us
-	offers   map[serviceKey]offerSeen    // services this peer offers
+	provided  map[uint64]*provBinding     // bindings where we provide, by our provided_id
+	required  map[uint64]*consBinding     // bindings where we consume, by our required_id
+	interest  map[serviceKey]wire.Service // services this peer requested from us
+	offers    map[serviceKey]offerSeen    // services this peer offers
+	finds     []wire.Service              // this peer's find elements (a multiset)
+	announced map[*Finder]bool            // our finders this peer knows of
+
+	pendingCalls  int // calls from this peer not yet answered
+	subscriptions int // event subscriptions this peer holds with us
 
 	stats peerStats
 
@@ -116,6 +121,8 @@ type peerStats struct {
 	BytesIn, BytesOut       uint64
 	UpdatesDropped          uint64 // event updates not sent: socket full or slot share refused
 	StaleHandles            uint64 // messages for bindings already torn down (benign races)
+	PolicyRejections        uint64
+	QuotaHits               uint64
 }
 
 var errOutputFull = errors.New("engine: peer's output queue is full (peer not reading)")
@@ -125,17 +132,18 @@ func newPeer(n *Node, conn *transport.Conn) *peer {
 	n.nextPeerID++
 	now := time.Now()
 	return &peer{
-		n:        n,
-		token:    n.nextToken,
-		conn:     conn,
-		pub:      &Peer{id: n.nextPeerID, cred: conn.Cred()},
-		deadline: now.Add(n.cfg.HandshakeTimeout),
-		since:    now,
-		maxOut:   wire.MinPacket,
-		provided: map[uint64]*provBinding{},
-		required: map[uint64]*consBinding{},
-		interest: map[serviceKey]wire.Service{},
-		offers:   map[serviceKey]offerSeen{},
+		n:         n,
+		token:     n.nextToken,
+		conn:      conn,
+		pub:       &Peer{id: n.nextPeerID, cred: conn.Cred()},
+		deadline:  now.Add(n.cfg.HandshakeTimeout),
+		since:     now,
+		maxOut:    wire.MinPacket,
+		provided:  map[uint64]*provBinding{},
+		required:  map[uint64]*consBinding{},
+		interest:  map[serviceKey]wire.Service{},
+		offers:    map[serviceKey]offerSeen{},
+		announced: map[*Finder]bool{},
 	}
 }
 

@@ -8,6 +8,8 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -24,9 +26,14 @@ import (
 // on stdin and answers "ok ..." or "err ..."; asynchronous events (callbacks)
 // are printed as lines of their own.
 //
-// Services are named by a short token: "a" is test.a/i@1.0.
+// Services are named by a short token: "a" is test.a/i@1.0, "a:j" is
+// test.a/j@1.0. An offer's method 0 echoes, method 1 fails with code 42,
+// method 2 is held until "answer"; other methods echo.
 
-const peerEnv = "GWIPC_TEST_PEER"
+const (
+	peerEnv    = "GWIPC_TEST_PEER"
+	peerCfgEnv = "GWIPC_TEST_PEER_CFG"
+)
 
 func TestMain(m *testing.M) {
 	if spec := os.Getenv(peerEnv); spec != "" {
@@ -36,7 +43,20 @@ func TestMain(m *testing.M) {
 }
 
 func testService(name string) ServiceID {
-	return ServiceID{Interface: Interface{ID: "test." + name, Major: 1, Minor: 0}, Instance: "i"}
+	id, inst, ok := strings.Cut(name, ":")
+	if !ok {
+		inst = "i"
+	}
+	return ServiceID{Interface: Interface{ID: "test." + id, Major: 1, Minor: 0}, Instance: inst}
+}
+
+// peerConfig is the part of Config a test passes to a peer process.
+type peerConfig struct {
+	Policy       []Rule   `json:",omitempty"`
+	Limits       Limits   `json:",omitempty"`
+	AllowUIDs    []uint32 `json:",omitempty"`
+	ListenerUIDs []uint32 `json:",omitempty"`
+	SocketMode   uint32   `json:",omitempty"`
 }
 
 type peerRole struct {
@@ -47,6 +67,10 @@ type peerRole struct {
 	offers  map[string]*Offer
 	proxies map[string]*Proxy
 	held    map[string][]*Sample
+	calls   map[string][]Call
+	pending map[string]PendingCall
+	finders map[string]*Finder
+	nextID  int
 }
 
 func (r *peerRole) emit(format string, args ...any) {
@@ -60,11 +84,21 @@ func (r *peerRole) emit(format string, args ...any) {
 func peerMain(spec string) int {
 	mode, rest, _ := strings.Cut(spec, ":")
 	path, name, _ := strings.Cut(rest, ":")
-	r := &peerRole{out: bufio.NewWriter(os.Stdout), offers: map[string]*Offer{}, proxies: map[string]*Proxy{}, held: map[string][]*Sample{}}
+	r := &peerRole{out: bufio.NewWriter(os.Stdout), offers: map[string]*Offer{}, proxies: map[string]*Proxy{},
+		held: map[string][]*Sample{}, calls: map[string][]Call{}, pending: map[string]PendingCall{}, finders: map[string]*Finder{}}
+	var pc peerConfig
+	if js := os.Getenv(peerCfgEnv); js != "" {
+		if err := json.Unmarshal([]byte(js), &pc); err != nil {
+			fmt.Printf("fatal %v\n", err)
+			return 1
+		}
+	}
 	cfg := &Config{Name: name,
 		ReconnectMax:       200 * time.Millisecond,
 		OnPeerConnected:    func(p *Peer) { r.emit("peer+ %d %s %d", p.ID(), p.Name(), p.PID()) },
 		OnPeerDisconnected: func(p *Peer, err error) { r.emit("peer- %d %s", p.ID(), p.Name()) },
+		Policy:             pc.Policy, Limits: pc.Limits, AllowUIDs: pc.AllowUIDs, ListenerUIDs: pc.ListenerUIDs,
+		SocketMode: os.FileMode(pc.SocketMode),
 	}
 	var err error
 	if mode == "listen" {
@@ -108,39 +142,189 @@ func atoi(s string) int {
 	return v
 }
 
-// do runs one command.
-func (r *peerRole) do(a []string) (string, error) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	switch a[0] {
-	case "offer": // offer NAME EVENTS [SLOTCOUNT SLOTSIZE]
-		cfg := &OfferConfig{Events: uint16(atoi(a[2])), OnSubscription: func(ev uint16, on bool) { r.emit("subscribed %s %d %v", a[1], ev, on) }}
-		if len(a) > 3 {
-			cfg.Geometry = shm.Geometry{SlotCount: uint32(atoi(a[3])), SlotSize: uint32(atoi(a[4]))}
+// options splits "k=v" words from positional ones.
+func options(a []string) ([]string, map[string]string) {
+	var pos []string
+	opts := map[string]string{}
+	for _, w := range a {
+		if k, v, ok := strings.Cut(w, "="); ok {
+			opts[k] = v
+		} else {
+			pos = append(pos, w)
 		}
-		o, err := r.node.Offer(testService(a[1]), cfg)
+	}
+	return pos, opts
+}
+
+func (r *peerRole) offer(a []string) error {
+	pos, opts := options(a)
+	name := pos[1]
+	cfg := &OfferConfig{Events: uint16(atoi(pos[2])),
+		OnSubscription:  func(ev uint16, on bool) { r.emit("subscribed %s %d %v", name, ev, on) },
+		OnCancel:        func(c Call) { r.emit("cancelled %s %d", name, c.Method()) },
+		OnUpdateRequest: func(ev uint16) { r.emit("updreq %s %d", name, ev) },
+	}
+	if len(pos) > 3 {
+		cfg.Geometry = shm.Geometry{SlotCount: uint32(atoi(pos[3])), SlotSize: uint32(atoi(pos[4]))}
+	}
+	if v, ok := opts["methods"]; ok {
+		cfg.Methods = uint16(atoi(v))
+	}
+	if v, ok := opts["fields"]; ok {
+		for _, f := range strings.Split(v, ",") {
+			cfg.Fields = append(cfg.Fields, uint16(atoi(f)))
+		}
+	}
+	if v, ok := opts["share"]; ok {
+		cfg.SubscriberSlots = atoi(v)
+	}
+	if _, ok := opts["nohandler"]; !ok {
+		cfg.OnCall = func(c Call) { r.onCall(name, c) }
+	}
+	o, err := r.node.Offer(testService(name), cfg)
+	if err == nil {
+		r.offers[name] = o
+	}
+	return err
+}
+
+func (r *peerRole) onCall(name string, c Call) {
+	ff := ""
+	if c.FireAndForget() {
+		ff = " ff"
+	}
+	r.emit("call %s %d %s%s", name, c.Method(), c.Data(), ff)
+	switch {
+	case c.FireAndForget():
+	case c.Method() == 1:
+		c.Fail(42, append([]byte("bad:"), c.Data()...))
+	case c.Method() == 2:
+		r.mu.Lock()
+		r.calls[name] = append(r.calls[name], c)
+		r.mu.Unlock()
+	default:
+		if err := c.Reply(c.Data()); err != nil {
+			r.emit("reply-failed %s %v", name, err)
+		}
+	}
+}
+
+func (r *peerRole) call(a []string) (string, error) {
+	r.mu.Lock()
+	px := r.proxies[a[1]]
+	r.mu.Unlock()
+	ctx := context.Background()
+	if len(a) > 4 {
+		d, err := time.ParseDuration(a[4])
 		if err != nil {
 			return "", err
 		}
-		r.offers[a[1]] = o
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, d)
+		defer cancel()
+	}
+	reply, err := px.Call(ctx, uint16(atoi(a[2])), []byte(strings.TrimPrefix(a[3], "-")))
+	if reply != nil {
+		defer reply.Release()
+		if err != nil {
+			return "", fmt.Errorf("%w data=%s", err, reply.Data())
+		}
+		return string(reply.Data()), nil
+	}
+	return "", err
+}
+
+func (r *peerRole) acall(a []string) (string, error) {
+	var opts CallOptions
+	if len(a) > 4 {
+		d, err := time.ParseDuration(a[4])
+		if err != nil {
+			return "", err
+		}
+		opts.Timeout = d
+	}
+	r.nextID++
+	id := fmt.Sprintf("c%d", r.nextID)
+	h, err := r.proxies[a[1]].CallAsync(uint16(atoi(a[2])), []byte(strings.TrimPrefix(a[3], "-")), opts, func(rep *Reply, err error) {
+		if err != nil {
+			r.emit("done %s err %v", id, err)
+			return
+		}
+		r.emit("done %s ok %s", id, rep.Data())
+	})
+	if err != nil {
+		return "", err
+	}
+	r.pending[id] = h
+	return id, nil
+}
+
+// burst makes n concurrent echo calls and reports when all are back.
+func (r *peerRole) burst(name string, n int) error {
+	var mu sync.Mutex
+	good, bad := 0, 0
+	for i := range n {
+		want := fmt.Sprintf("m%d", i)
+		_, err := r.proxies[name].CallAsync(0, []byte(want), CallOptions{}, func(rep *Reply, err error) {
+			mu.Lock()
+			defer mu.Unlock()
+			if err == nil && string(rep.Data()) == want {
+				good++
+			} else {
+				bad++
+			}
+			if good+bad == n {
+				r.emit("burst %s ok=%d bad=%d", name, good, bad)
+			}
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// do runs one command.
+func (r *peerRole) do(a []string) (string, error) {
+	if a[0] == "call" { // call NAME METHOD DATA [TIMEOUT]: blocks, so not under r.mu
+		return r.call(a)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	switch a[0] {
+		case "offer": // offer NAME EVENTS [SLOTCOUNT SLOTSIZE] [methods=N] [fields=E,..] [share=K] [nohandler=1]
+		return "", r.offer(a)
 	case "withdraw": // withdraw NAME
 		return "", r.offers[a[1]].Close()
 	case "publish": // publish NAME EVENT DATA
 		return "", r.offers[a[1]].Publish(uint16(atoi(a[2])), []byte(a[3]))
-	case "require": // require NAME
-		name := a[1]
-		px, err := r.node.Require(testService(name), &ProxyConfig{
+		case "require": // require NAME [callslots=N]
+		pos, opts := options(a)
+		name := pos[1]
+		cfg := &ProxyConfig{
 			OnAvailability: func(up bool) { r.emit("avail %s %v", name, up) },
 			OnSubscription: func(ev uint16, err error) { r.emit("suback %s %d %v", name, ev, err) },
-		})
+		}
+		if v, ok := opts["callslots"]; ok {
+			cfg.CallGeometry = shm.Geometry{SlotSize: 256, SlotCount: uint32(atoi(v))}
+		}
+		px, err := r.node.Require(testService(name), cfg)
 		if err != nil {
 			return "", err
 		}
 		r.proxies[name] = px
-	case "subscribe": // subscribe NAME EVENT [hold]
-		name, hold := a[1], len(a) > 3 && a[3] == "hold"
-		return "", r.proxies[name].Subscribe(uint16(atoi(a[2])), Updates, func(s *Sample) {
-			r.emit("recv %s %d %d %s", name, s.Event(), s.Seq(), s.Data())
+	case "subscribe": // subscribe NAME EVENT [hold] [initial]
+		name := a[1]
+		hold, mode := slices.Contains(a[3:], "hold"), Updates
+		if slices.Contains(a[3:], "initial") {
+			mode = InitialValue
+		}
+		return "", r.proxies[name].Subscribe(uint16(atoi(a[2])), mode, func(s *Sample) {
+			req := ""
+			if s.Requested() {
+				req = " req"
+			}
+			r.emit("recv %s %d %d %s%s", name, s.Event(), s.Seq(), s.Data(), req)
 			if hold {
 				s.Keep()
 				r.mu.Lock()
@@ -150,6 +334,8 @@ func (r *peerRole) do(a []string) (string, error) {
 		})
 	case "unsubscribe": // unsubscribe NAME EVENT
 		return "", r.proxies[a[1]].Unsubscribe(uint16(atoi(a[2])))
+	case "request": // request NAME EVENT
+		return "", r.proxies[a[1]].RequestUpdate(uint16(atoi(a[2])))
 	case "release": // release NAME [COUNT]: release held samples, oldest first
 		held := r.held[a[1]]
 		k := len(held)
@@ -163,6 +349,40 @@ func (r *peerRole) do(a []string) (string, error) {
 		return strconv.Itoa(k), nil
 	case "unrequire": // unrequire NAME
 		return "", r.proxies[a[1]].Close()
+	case "acall": // acall NAME METHOD DATA [TIMEOUT]: prints "done ID ..." later
+		return r.acall(a)
+	case "cancel": // cancel ID
+		r.pending[a[1]].Cancel()
+	case "send": // send NAME METHOD DATA: fire-and-forget
+		return "", r.proxies[a[1]].Send(uint16(atoi(a[2])), []byte(a[3]))
+	case "burst": // burst NAME N: N concurrent echo calls
+		return "", r.burst(a[1], atoi(a[2]))
+	case "answer": // answer NAME: reply "late" to every held call
+		var res []string
+		for _, c := range r.calls[a[1]] {
+			if err := c.Reply([]byte("late")); err != nil {
+				res = append(res, err.Error())
+			} else {
+				res = append(res, "replied")
+			}
+		}
+		r.calls[a[1]] = nil
+		return strings.Join(res, ","), nil
+	case "find": // find ID SERVICE INSTANCE|*
+		inst := a[3]
+		if inst == "*" {
+			inst = ""
+		}
+		id := a[1]
+		f, err := r.node.Find(testService(a[2]).Interface, inst, func(ev FindEvent) {
+			r.emit("found %s %s %s %v", id, ev.Service.Instance, ev.Peer.Name(), ev.Available)
+		})
+		if err != nil {
+			return "", err
+		}
+		r.finders[id] = f
+	case "unfind": // unfind ID
+		return "", r.finders[a[1]].Close()
 	case "status":
 		b, err := json.Marshal(r.node.Status())
 		return string(b), err
@@ -189,9 +409,29 @@ type peerProc struct {
 // startPeer starts a peer process: mode is "listen" or "dial".
 func startPeer(t testing.TB, mode, path, name string) *peerProc {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	return startPeerWith(t, mode, path, name, nil, nil)
+}
+
+// startPeerWith starts a peer process with a configuration and, if cred is
+// set, as another user.
+func startPeerWith(t testing.TB, mode, path, name string, pc *peerConfig, cred *syscall.Credential) *peerProc {
+	t.Helper()
+	bin := os.Args[0]
+	if cred != nil {
+		bin = worldExecutableCopy(t)
+	}
+	cmd := exec.Command(bin, "-test.run=^$")
 	// GORACE: a -race binary otherwise sleeps 1s at exit.
 	cmd.Env = append(os.Environ(), peerEnv+"="+mode+":"+path+":"+name, "GORACE=atexit_sleep_ms=0")
+	if pc != nil {
+		js, err := json.Marshal(pc)
+		require.NoError(t, err)
+		cmd.Env = append(cmd.Env, peerCfgEnv+"="+string(js))
+	}
+	if cred != nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
+		cmd.Dir = "/"
+	}
 	cmd.Stderr = os.Stderr
 	stdin, err := cmd.StdinPipe()
 	require.NoError(t, err)
@@ -327,6 +567,20 @@ func (p *peerProc) stop() {
 		p.t.Errorf("%s did not exit; killing it", p.name)
 		p.kill()
 	}
+}
+
+// worldExecutableCopy copies the test binary where another user can run
+// it (the build directory is private).
+func worldExecutableCopy(t testing.TB) string {
+	dir, err := os.MkdirTemp("/tmp", "gwbin")
+	require.NoError(t, err)
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	require.NoError(t, os.Chmod(dir, 0o755))
+	src, err := os.ReadFile(os.Args[0])
+	require.NoError(t, err)
+	bin := filepath.Join(dir, "peer.test")
+	require.NoError(t, os.WriteFile(bin, src, 0o755))
+	return bin
 }
 
 // fdCount returns how many fds the process has open.

@@ -20,15 +20,21 @@ type Proxy struct {
 	candidates []*peer // peers offering a compatible version, in arrival order
 	bind       *consBinding
 	subs       map[uint16]*subscription
+	callPool   *shm.Pool // our pool for call payloads, created on the first bind to a provider with methods
 	stats      ProxyCounters
 }
 
 // ProxyCounters are a proxy's running totals.
 type ProxyCounters struct {
-	Received     uint64 // event updates delivered to handlers
-	Gaps         uint64 // updates the provider published that never reached us (from sequence numbers)
-	Binds        uint64 // times the service became available
-	Incompatible uint64 // offers ignored because their minor version is too old
+	Received       uint64 `json:"received"`        // event updates delivered to handlers
+	Gaps           uint64 `json:"gaps"`            // updates the provider published that never reached us (from sequence numbers)
+	Binds          uint64 `json:"binds"`           // times the service became available
+	Incompatible   uint64 `json:"incompatible"`    // offers ignored because their minor version is too old
+	RefusedOffers  uint64 `json:"refused_offers"`  // offers ignored because policy does not let that peer offer the service
+	Calls          uint64 `json:"calls"`           // method calls sent
+	CallErrors     uint64 `json:"call_errors"`     // replies with an application or middleware error
+	CallsAbandoned uint64 `json:"calls_abandoned"` // calls cancelled or timed out before their reply
+	LateReplies    uint64 `json:"late_replies"`    // replies that came after their call was abandoned
 }
 
 // SubscribeMode says what a subscriber wants.
@@ -36,7 +42,7 @@ type SubscribeMode uint8
 
 // Subscription modes.
 const (
-	Updates SubscribeMode = SubscribeMode(wire.ModeUpdates) // every update from now on
+	Updates SubscribeMode = SubscribeMode(wire.ModeUpdates) // every update from now on (see also InitialValue)
 )
 
 // SubscriptionState is where a subscription stands with the provider.
@@ -73,6 +79,8 @@ type consBinding struct {
 	view       *shm.View
 	methods    uint16
 	events     uint16
+	callReader shm.ReaderID            // the provider's reader id in our call pool
+	calls      map[uint64]*pendingCall // calls waiting for their reply
 }
 
 // Require starts consuming svc: every peer is asked for it, now and when it
@@ -133,6 +141,11 @@ func (px *Proxy) addCandidate(p *peer, offered ServiceID) {
 		px.n.log.Warn("ignoring an incompatible offer", "want", px.svc, "offered", offered, "peer", p.pub.id)
 		return
 	}
+	if !px.n.allowed(p, px.svc, ActionOffer) {
+		px.stats.RefusedOffers++
+		px.n.reject(p, px.svc, ActionOffer)
+		return
+	}
 	for _, c := range px.candidates {
 		if c == p {
 			return
@@ -163,10 +176,39 @@ func (px *Proxy) bindNext() {
 		return
 	}
 	p := px.candidates[0]
-	b := &consBinding{proxy: px, peer: p, requiredID: px.n.newHandle()}
+	b := &consBinding{proxy: px, peer: p, requiredID: px.n.newHandle(), calls: map[uint64]*pendingCall{}}
+	m := &wire.ConnectService{Service: px.svc.wire(), RequiredID: b.requiredID, InUse: true}
+	fd := -1
+	if p.offers[px.svc.key()].methods > 0 && p.caps&wire.CapMethods != 0 {
+		if pool, err := px.ensureCallPool(); err != nil {
+			px.n.log.Error("creating a call pool", "service", px.svc, "err", err)
+		} else if b.callReader, err = pool.AddReader(0); err == nil {
+			g := pool.Geometry()
+			m.HasPool, m.Pool, fd = true, wire.Geometry{SlotSize: g.SlotSize, SlotCount: g.SlotCount}, pool.Fd()
+		}
+	}
 	p.required[b.requiredID] = b
 	px.bind = b
-	p.queue(&wire.ConnectService{Service: px.svc.wire(), RequiredID: b.requiredID, InUse: true}, -1)
+	p.queue(m, fd)
+}
+
+func (px *Proxy) ensureCallPool() (*shm.Pool, error) {
+	if px.callPool != nil {
+		return px.callPool, nil
+	}
+	g := px.cfg.CallGeometry
+	if g == (shm.Geometry{}) {
+		g = DefaultCallGeometry
+		if h, ok := px.n.poolHints[poolHintKey{px.svc.ID, px.svc.Instance, wire.DirConsumer}]; ok {
+			g = h.Geometry
+		}
+	}
+	pool, err := shm.NewPool(poolName(px.svc)+"-calls", g)
+	if err != nil {
+		return nil, err
+	}
+	px.callPool = pool
+	return pool, nil
 }
 
 // unbind drops the current binding (which the provider has already dropped,
@@ -174,6 +216,10 @@ func (px *Proxy) bindNext() {
 func (px *Proxy) unbind() {
 	b := px.bind
 	px.bind = nil
+	px.n.failCalls(b, ErrNotAvailable)
+	if px.callPool != nil && b.calls != nil {
+		px.callPool.RemoveReader(b.callReader)
+	}
 	delete(b.peer.required, b.requiredID)
 	if b.view != nil {
 		b.view.Close() // unmapped once the last sample from it is released
@@ -200,7 +246,7 @@ func (px *Proxy) Subscribe(event uint16, mode SubscribeMode, handler func(*Sampl
 	if handler == nil {
 		return fmt.Errorf("%w: nil handler", ErrInvalidConfig)
 	}
-	if mode != Updates {
+	if mode != Updates && mode != InitialValue {
 		return fmt.Errorf("%w: subscribe mode %d", ErrInvalidConfig, mode)
 	}
 	n := px.n
@@ -285,18 +331,24 @@ func (px *Proxy) closeLocked() {
 	}
 	n := px.n
 	if b := px.bind; b != nil {
+		n.failCalls(b, ErrClosed)
 		b.peer.queue(&wire.ConnectService{Service: px.svc.wire(), RequiredID: b.requiredID}, -1)
 		px.unbind()
 	}
 	px.closed = true
+	delete(n.proxies, px.svc.key())
 	for _, p := range n.peers {
-		// Peers stop telling us about this service: forget their offers.
-		delete(p.offers, px.svc.key())
+		if !n.watching(px.svc) {
+			// Peers stop telling us about this service: forget their offers.
+			delete(p.offers, px.svc.key())
+		}
 		if p.state == peerReady {
 			p.queue(&wire.RequestService{Service: px.svc.wire()}, -1)
 		}
 	}
-	delete(n.proxies, px.svc.key())
+	if px.callPool != nil {
+		px.callPool.Close()
+	}
 }
 
 // Consumer-side message handlers.

@@ -95,6 +95,9 @@ func (n *Node) handle(p *peer, m wire.Message, fds *fdQueue) error {
 	if p.state == peerHandshake {
 		return n.handleHandshake(p, m)
 	}
+	if c := capability(m.Type()); p.caps&c != c {
+		return protoErr(m.Type().String()+" without the capability being negotiated", nil)
+	}
 	switch m := m.(type) {
 	case *wire.RequestService:
 		return n.onRequestService(p, m)
@@ -112,18 +115,56 @@ func (n *Node) handle(p *peer, m wire.Message, fds *fdQueue) error {
 		return n.onEventUpdate(p, m)
 	case *wire.PayloadConsumed:
 		return n.onPayloadConsumed(p, m)
-	case *wire.Connect, *wire.ConnectReply:
-		return protoErr(m.Type().String()+" after the handshake", nil)
-	default:
-		return n.onUnsupported(p, m)
+	case *wire.CallMethod:
+		return n.onCallMethod(p, m)
+	case *wire.CallMethodHandle:
+		return n.onCallMethodHandle(p, m)
+	case *wire.CallMethodReply:
+		return n.onCallMethodReply(p, m)
+	case *wire.CancelMethodCall:
+		return n.onCancelMethodCall(p, m)
+	case *wire.EventUpdateRequest:
+		return n.onEventUpdateRequest(p, m)
+	case *wire.FindService:
+		return n.onFindService(p, m)
 	}
+	return protoErr(m.Type().String()+" after the handshake", nil)
+}
+
+// capability is the capability a message type needs, or 0.
+func capability(t wire.Type) uint32 {
+	switch t {
+	case wire.TypeCallMethod, wire.TypeCallMethodHandle, wire.TypeCallMethodReply, wire.TypeCancelMethodCall:
+		return wire.CapMethods
+	case wire.TypeEventUpdateRequest:
+		return wire.CapFields
+	case wire.TypeFindService:
+		return wire.CapFind
+	}
+	return 0
 }
 
 // Handshake.
 
-func (n *Node) ourCaps() uint32 { return 0 }
+// ourCaps is what this engine implements; a session uses what both sides
+// announce.
+func (n *Node) ourCaps() uint32 { return wire.CapAll }
 
-func (n *Node) sendConnect(p *peer) { p.queue(connectMessage(&n.cfg, n.ourCaps()), -1) }
+// sendConnect opens the session. Find elements go along while the message
+// fits the pre-handshake packet limit; the rest follow as Find_service once
+// the session is up.
+func (n *Node) sendConnect(p *peer) {
+	m := connectMessage(&n.cfg, n.ourCaps())
+	for _, f := range n.finders {
+		m.Find = append(m.Find, f.pattern)
+		if b, err := m.Append(nil); err != nil || len(b) > wire.MinPacket {
+			m.Find = m.Find[:len(m.Find)-1]
+			break
+		}
+		p.announced[f] = true
+	}
+	p.queue(m, -1)
+}
 
 func connectMessage(cfg *Config, caps uint32) *wire.Connect {
 	m := &wire.Connect{Version: wire.Version, Caps: caps, MaxPacket: uint32(cfg.MaxPacket), Name: cfg.Name}
@@ -168,6 +209,16 @@ func (n *Node) onConnect(p *peer, m *wire.Connect) error {
 			return reject(wire.StatusMalformed, fmt.Sprintf("pool config for %q: %v", pc.ID, err))
 		}
 	}
+	if len(m.Find) > n.cfg.Limits.FindElements {
+		return reject(wire.StatusQuotaExceeded, fmt.Sprintf("%d find elements, limit %d", len(m.Find), n.cfg.Limits.FindElements))
+	}
+	c := p.cred()
+	c.Name = m.Name
+	if err := n.admit(c); err != nil {
+		n.counters.PolicyRejections++
+		n.log.Warn("refusing a peer", "name", m.Name, "pid", c.PID, "uid", c.UID, "gid", c.GID, "reason", err)
+		return reject(wire.StatusPermissionDenied, err.Error())
+	}
 	for _, pc := range m.Pools {
 		n.poolHints[poolHintKey{pc.ID, pc.Instance, pc.Dir}] = PoolConfig{ServiceID: pc.ID, Instance: pc.Instance,
 			Direction: pc.Dir, Geometry: shmGeometry(pc.Geometry)}
@@ -178,6 +229,12 @@ func (n *Node) onConnect(p *peer, m *wire.Connect) error {
 	p.queue(&wire.ConnectReply{Status: wire.StatusOK, Version: wire.Version, Caps: p.caps,
 		MaxPacket: uint32(n.cfg.MaxPacket), Name: n.cfg.Name}, -1)
 	n.peerReady(p)
+	for _, el := range m.Find {
+		if el.ID == "" {
+			return protoErr("Connect with an empty find element", nil)
+		}
+		n.addFind(p, el, true)
+	}
 	return nil
 }
 
@@ -213,17 +270,16 @@ func (n *Node) peerReady(p *peer) {
 	for _, px := range n.proxies {
 		px.announce(p)
 	}
+	for _, f := range n.finders {
+		if !p.announced[f] {
+			f.announce(p, true)
+		}
+	}
 	n.log.Info("peer connected", "peer", p.pub.id, "name", p.pub.name, "pid", p.pub.cred.PID, "uid", p.pub.cred.UID, "gid", p.pub.cred.GID)
 	if cb := n.cfg.OnPeerConnected; cb != nil {
 		pub := p.pub
 		n.enqueue(callback{fn: func() { cb(pub) }})
 	}
-}
-
-// onUnsupported handles the messages of capabilities this node did not
-// announce: receiving them is a protocol error.
-func (n *Node) onUnsupported(p *peer, m wire.Message) error {
-	return protoErr(m.Type().String()+" without the capability being negotiated", nil)
 }
 
 // Service discovery.
@@ -243,6 +299,10 @@ func (n *Node) onRequestService(p *peer, m *wire.RequestService) error {
 		}
 		return nil
 	}
+	if _, ok := p.interest[key]; !ok && len(p.interest) >= n.cfg.Limits.Services {
+		n.quotaHit(p, "services")
+		return nil
+	}
 	p.interest[key] = m.Service
 	if o := n.offers[key]; o != nil {
 		o.sendOffer(p, true)
@@ -257,14 +317,25 @@ func (n *Node) onOfferService(p *peer, m *wire.OfferService) error {
 	}
 	key := svc.key()
 	px := n.proxies[key]
+	_, known := p.offers[key]
 	if !m.Offered {
 		delete(p.offers, key)
 		if px != nil {
 			px.dropCandidate(p)
 		}
+		if known {
+			n.offerSeenChanged(p, svc, false)
+		}
+		return nil
+	}
+	if !known && len(p.offers) >= n.cfg.Limits.Services {
+		n.quotaHit(p, "offers")
 		return nil
 	}
 	p.offers[key] = offerSeen{svc: svc, methods: m.Methods, events: m.Events}
+	if !known {
+		n.offerSeenChanged(p, svc, true)
+	}
 	if px != nil {
 		px.addCandidate(p, svc)
 	}

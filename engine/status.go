@@ -2,9 +2,13 @@ package engine
 
 import (
 	"cmp"
+	"fmt"
+	"maps"
 	"os"
 	"slices"
 	"time"
+
+	"github.com/gwipc/gwipc/engine/wire"
 )
 
 // Status is a point-in-time snapshot of a node, for operators and tests. It
@@ -18,6 +22,7 @@ type Status struct {
 	Peers    []PeerStatus  `json:"peers"`
 	Offers   []OfferStatus `json:"offers"`
 	Proxies  []ProxyStatus `json:"proxies"`
+	Finders  []string      `json:"finders"` // what this node watches for ("id@major.minor/instance", "*" for any)
 	Counters NodeCounters  `json:"counters"`
 }
 
@@ -32,32 +37,39 @@ type DiallerState struct {
 
 // NodeCounters are a node's running totals.
 type NodeCounters struct {
-	PeersAccepted  uint64 `json:"peers_accepted"`
-	PeersRejected  uint64 `json:"peers_rejected"`
-	PeersLost      uint64 `json:"peers_lost"`
-	ProtocolErrors uint64 `json:"protocol_errors"`
+	PeersAccepted    uint64 `json:"peers_accepted"`
+	PeersRejected    uint64 `json:"peers_rejected"`
+	PeersLost        uint64 `json:"peers_lost"`
+	ProtocolErrors   uint64 `json:"protocol_errors"`
+	PolicyRejections uint64 `json:"policy_rejections"`
+	QuotaHits        uint64 `json:"quota_hits"`
 }
 
 // PeerStatus describes one connected peer.
 type PeerStatus struct {
-	ID             uint64    `json:"id"`
-	Name           string    `json:"name"`
-	PID            int       `json:"pid"`
-	UID            uint32    `json:"uid"`
-	GID            uint32    `json:"gid"`
-	State          string    `json:"state"`
-	Since          time.Time `json:"since"`
-	QueuedBytes    int       `json:"queued_bytes"`
-	PacketsIn      uint64    `json:"packets_in"`
-	PacketsOut     uint64    `json:"packets_out"`
-	MessagesIn     uint64    `json:"messages_in"`
-	MessagesOut    uint64    `json:"messages_out"`
-	BytesIn        uint64    `json:"bytes_in"`
-	BytesOut       uint64    `json:"bytes_out"`
-	UpdatesDropped uint64    `json:"updates_dropped"`
-	StaleHandles   uint64    `json:"stale_handles"`
-	Requests       []string  `json:"requests"` // services this peer asked us for
-	Offers         []string  `json:"offers"`   // services this peer offers
+	ID               uint64    `json:"id"`
+	Name             string    `json:"name"`
+	PID              int       `json:"pid"`
+	UID              uint32    `json:"uid"`
+	GID              uint32    `json:"gid"`
+	State            string    `json:"state"`
+	Since            time.Time `json:"since"`
+	QueuedBytes      int       `json:"queued_bytes"`
+	PacketsIn        uint64    `json:"packets_in"`
+	PacketsOut       uint64    `json:"packets_out"`
+	MessagesIn       uint64    `json:"messages_in"`
+	MessagesOut      uint64    `json:"messages_out"`
+	BytesIn          uint64    `json:"bytes_in"`
+	BytesOut         uint64    `json:"bytes_out"`
+	UpdatesDropped   uint64    `json:"updates_dropped"`
+	StaleHandles     uint64    `json:"stale_handles"`
+	PolicyRejections uint64    `json:"policy_rejections"`
+	QuotaHits        uint64    `json:"quota_hits"`
+	PendingCalls     int       `json:"pending_calls"` // its calls we have not answered
+	Subscriptions    int       `json:"subscriptions"`
+	Requests         []string  `json:"requests"` // services this peer asked us for
+	Offers           []string  `json:"offers"`   // services this peer offers
+	Finds            []string  `json:"finds"`    // what this peer watches for
 }
 
 // PoolStatus describes a shared-memory pool.
@@ -74,16 +86,28 @@ type OfferStatus struct {
 	Methods  uint16          `json:"methods"`
 	Pool     *PoolStatus     `json:"pool,omitempty"`
 	Bindings []BindingStatus `json:"bindings"`
+	Fields   []FieldStatus   `json:"fields"`
 	Counters OfferCounters   `json:"counters"`
+}
+
+// FieldStatus is a field's cached value and waiting requests.
+type FieldStatus struct {
+	Event      uint16 `json:"event"`
+	Cached     bool   `json:"cached"`
+	Seq        uint64 `json:"seq,omitempty"`
+	Len        uint32 `json:"len,omitempty"`
+	Requesters int    `json:"requesters"` // peers waiting for the next value
 }
 
 // BindingStatus is one consumer bound to an offer.
 type BindingStatus struct {
-	Peer       uint64   `json:"peer"`
-	ProvidedID uint64   `json:"provided_id"`
-	RequiredID uint64   `json:"required_id"`
-	Events     []uint16 `json:"events"` // subscribed
-	Holds      int      `json:"holds"`  // slots it holds now
+	Peer         uint64            `json:"peer"`
+	ProvidedID   uint64            `json:"provided_id"`
+	RequiredID   uint64            `json:"required_id"`
+	Events       []uint16          `json:"events"`          // subscribed
+	Holds        int               `json:"holds"`           // slots it holds now
+	PendingCalls int               `json:"pending_calls"`   // its calls not yet answered
+	Drops        map[uint16]uint64 `json:"drops,omitempty"` // updates dropped for it, by event
 }
 
 // ProxyStatus describes one required service.
@@ -93,6 +117,8 @@ type ProxyStatus struct {
 	Provider      uint64               `json:"provider,omitempty"` // bound peer id
 	Candidates    []uint64             `json:"candidates"`
 	Subscriptions []SubscriptionStatus `json:"subscriptions"`
+	PendingCalls  int                  `json:"pending_calls"`
+	CallPool      *PoolStatus          `json:"call_pool,omitempty"`
 	Counters      ProxyCounters        `json:"counters"`
 }
 
@@ -110,7 +136,10 @@ func (n *Node) Status() Status {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	st := Status{Name: n.cfg.Name, Role: "dialler", Path: n.dialPath, PID: pid, Counters: NodeCounters(n.counters),
-		Peers: []PeerStatus{}, Offers: []OfferStatus{}, Proxies: []ProxyStatus{}}
+		Peers: []PeerStatus{}, Offers: []OfferStatus{}, Proxies: []ProxyStatus{}, Finders: []string{}}
+	for _, f := range n.finders {
+		st.Finders = append(st.Finders, findString(f.pattern))
+	}
 	if n.listener != nil {
 		st.Role, st.Path = "listener", n.listener.Path()
 	} else {
@@ -125,7 +154,12 @@ func (n *Node) Status() Status {
 			State: p.state.String(), Since: p.since, QueuedBytes: p.queued,
 			PacketsIn: p.stats.PacketsIn, PacketsOut: p.stats.PacketsOut, MessagesIn: p.stats.MessagesIn, MessagesOut: p.stats.MessagesOut,
 			BytesIn: p.stats.BytesIn, BytesOut: p.stats.BytesOut, UpdatesDropped: p.stats.UpdatesDropped, StaleHandles: p.stats.StaleHandles,
-			Requests: []string{}, Offers: []string{}}
+			PolicyRejections: p.stats.PolicyRejections, QuotaHits: p.stats.QuotaHits,
+			PendingCalls: p.pendingCalls, Subscriptions: p.subscriptions,
+			Requests: []string{}, Offers: []string{}, Finds: []string{}}
+		for _, el := range p.finds {
+			ps.Finds = append(ps.Finds, findString(el))
+		}
 		for _, w := range p.interest {
 			ps.Requests = append(ps.Requests, serviceFromWire(w).String())
 		}
@@ -138,7 +172,14 @@ func (n *Node) Status() Status {
 	}
 	slices.SortFunc(st.Peers, func(a, b PeerStatus) int { return cmp.Compare(a.ID, b.ID) })
 	for _, o := range n.offers {
-		os := OfferStatus{Service: o.svc.String(), Events: o.cfg.Events, Methods: o.cfg.Methods, Counters: o.stats, Bindings: []BindingStatus{}}
+		os := OfferStatus{Service: o.svc.String(), Events: o.cfg.Events, Methods: o.cfg.Methods, Counters: o.stats,
+			Bindings: []BindingStatus{}, Fields: []FieldStatus{}}
+		for ev, es := range o.events {
+			if es != nil && (es.field || len(es.requesters) > 0) {
+				os.Fields = append(os.Fields, FieldStatus{Event: uint16(ev), Cached: es.cached, Seq: es.cacheSeq,
+					Len: es.cacheLen, Requesters: len(es.requesters)})
+			}
+		}
 		if o.pool != nil {
 			ps := o.pool.Stats()
 			os.Pool = &PoolStatus{SlotSize: ps.SlotSize, SlotCount: ps.SlotCount, InUse: ps.InUse}
@@ -147,7 +188,7 @@ func (n *Node) Status() Status {
 			evs := slices.Clone(b.events)
 			slices.Sort(evs)
 			os.Bindings = append(os.Bindings, BindingStatus{Peer: b.peer.pub.id, ProvidedID: b.providedID, RequiredID: b.requiredID,
-				Events: evs, Holds: o.pool.Holds(b.reader)})
+				Events: evs, Holds: o.pool.Holds(b.reader), PendingCalls: len(b.calls), Drops: maps.Clone(b.drops)})
 		}
 		slices.SortFunc(os.Bindings, func(a, b BindingStatus) int { return cmp.Compare(a.Peer, b.Peer) })
 		st.Offers = append(st.Offers, os)
@@ -158,6 +199,11 @@ func (n *Node) Status() Status {
 		if b := px.bind; b != nil {
 			ps.Available = b.connected
 			ps.Provider = b.peer.pub.id
+			ps.PendingCalls = len(b.calls)
+		}
+		if px.callPool != nil {
+			cs := px.callPool.Stats()
+			ps.CallPool = &PoolStatus{SlotSize: cs.SlotSize, SlotCount: cs.SlotCount, InUse: cs.InUse}
 		}
 		for _, c := range px.candidates {
 			ps.Candidates = append(ps.Candidates, c.pub.id)
@@ -174,3 +220,12 @@ func (n *Node) Status() Status {
 }
 
 var pid = os.Getpid()
+
+// findString shows a find element: id/instance@major.minor ("*": any instance).
+func findString(el wire.Service) string {
+	inst := el.Instance
+	if inst == "" {
+		inst = "*"
+	}
+	return fmt.Sprintf("%s/%s@%d.%d", el.ID, inst, el.Major, el.Minor)
+}
