@@ -246,7 +246,7 @@ func (n *Node) onCallMethod(p *peer, m *wire.CallMethod) error {
 		return nil
 	}
 	if !m.FireAndForget {
-				b.calls[m.InvocationID] = pendingRequest{payload: m.Payload, method: m.Method}
+		b.calls[m.InvocationID] = pendingRequest{payload: m.Payload, method: m.Method}
 		p.pendingCalls++
 		p.queue(&wire.CallMethodHandle{RequiredID: b.requiredID, InvocationID: m.InvocationID}, -1)
 	}
@@ -290,7 +290,7 @@ func (b *provBinding) cancelCall(id uint64) {
 	b.calls[id] = req
 	b.peer.pendingCalls--
 	if cb := b.offer.cfg.OnCancel; cb != nil {
-				c := Call{b: b, id: id, method: req.method}
+		c := Call{b: b, id: id, method: req.method}
 		b.offer.n.enqueue(callback{fn: func() { cb(c) }})
 	}
 }
@@ -385,7 +385,7 @@ func (px *Proxy) Call(ctx context.Context, method uint16, req []byte) (*Reply, e
 	n := px.n
 	pc := n.newPendingCall()
 	pc.ch = n.callSignal()
-	if err := px.startCall(pc, method, req, CallOptions{}); err != nil {
+	if _, err := px.startCall(pc, method, req, CallOptions{}); err != nil {
 		n.recycleCall(pc)
 		return nil, err
 	}
@@ -414,52 +414,56 @@ func (px *Proxy) CallAsync(method uint16, req []byte, opts CallOptions, done fun
 	n := px.n
 	pc := n.newPendingCall()
 	pc.done = done
-	if err := px.startCall(pc, method, req, opts); err != nil {
+	id, err := px.startCall(pc, method, req, opts)
+	if err != nil {
 		n.recycleCall(pc)
 		return PendingCall{}, err
 	}
-	return PendingCall{pc: pc, id: pc.id, n: n}, nil
+	return PendingCall{pc: pc, id: id, n: n}, nil
 }
 
 // Send invokes method with req without waiting for (or getting) a reply.
 func (px *Proxy) Send(method uint16, req []byte) error {
-	return px.startCall(nil, method, req, CallOptions{})
+	_, err := px.startCall(nil, method, req, CallOptions{})
+	return err
 }
 
-// startCall sends Call_method; pc is nil for fire-and-forget.
-func (px *Proxy) startCall(pc *pendingCall, method uint16, req []byte, opts CallOptions) error {
+// startCall sends Call_method and returns its invocation id (read here,
+// under the lock: once it is released the call may complete and pc be
+// reused); pc is nil for fire-and-forget.
+func (px *Proxy) startCall(pc *pendingCall, method uint16, req []byte, opts CallOptions) (uint64, error) {
 	n := px.n
 	if err := n.lockChecked(); err != nil {
-		return err
+		return 0, err
 	}
 	defer n.unlock()
 	b := px.bind
 	switch {
 	case px.closed:
-		return ErrClosed
+		return 0, ErrClosed
 	case b == nil || !b.connected:
-		return ErrNotAvailable
+		return 0, ErrNotAvailable
 	case method >= b.methods:
-		return fmt.Errorf("%w: %d (service has %d methods)", ErrUnknownMethod, method, b.methods)
+		return 0, fmt.Errorf("%w: %d (service has %d methods)", ErrUnknownMethod, method, b.methods)
 	}
 	pl := wire.Payload{Slot: wire.NoSlot}
 	if len(req) > 0 {
 		pool := px.callPool
 		if pool == nil {
-			return fmt.Errorf("%w: no call pool (the provider offers no methods)", ErrNotAvailable)
+			return 0, fmt.Errorf("%w: no call pool (the provider offers no methods)", ErrNotAvailable)
 		}
 		if size := pool.Geometry().SlotSize; len(req) > int(size) {
-			return fmt.Errorf("%w: %d bytes, slot holds %d", ErrTooLarge, len(req), size)
+			return 0, fmt.Errorf("%w: %d bytes, slot holds %d", ErrTooLarge, len(req), size)
 		}
 		slot, err := pool.Alloc()
 		if err != nil {
-			return mapShmErr(err)
+			return 0, mapShmErr(err)
 		}
 		copy(pool.Slot(slot), req)
 		err = pool.Share(slot, b.callReader)
 		pool.Free(slot)
 		if err != nil {
-			return err
+			return 0, err
 		}
 		pl = wire.Payload{Slot: slot, Len: uint32(len(req))}
 	}
@@ -475,7 +479,7 @@ func (px *Proxy) startCall(pc *pendingCall, method uint16, req []byte, opts Call
 	}
 	px.stats.Calls++
 	b.peer.queue(&wire.CallMethod{ProvidedID: b.providedID, InvocationID: id, Method: method, FireAndForget: pc == nil, Payload: pl}, -1)
-	return nil
+	return id, nil
 }
 
 // completeCall finishes pc exactly once. Called with n.mu held.
@@ -511,7 +515,7 @@ func (n *Node) abandonCall(pc *pendingCall, err error) {
 func (n *Node) runCompletion(pc *pendingCall) {
 	reply := pc.reply
 	defer func() {
-				if reply != nil && !reply.kept {
+		if reply != nil && !reply.kept {
 			reply.Release()
 		}
 		n.recycleCall(pc)

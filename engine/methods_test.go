@@ -48,7 +48,7 @@ func TestMethodApplicationErrorCarriesCodeAndPayload(t *testing.T) {
 
 func TestMethodMiddlewareErrors(t *testing.T) {
 	bothWays(t, func(t *testing.T, tp *topology) {
-				bound(t, tp, "0 methods=2 nohandler=1")
+		bound(t, tp, "0 methods=2 nohandler=1")
 		assert.Contains(t, tp.cons.try("call a 0 x"), "unknown method", "the provider has no handler")
 		assert.Contains(t, tp.cons.try("call a 5 x"), "unknown method id: 5 (service has 2 methods)", "checked before sending")
 		assert.Contains(t, tp.cons.try("call a 0 %s", strings.Repeat("y", 5000)), "payload larger than a slot")
@@ -129,12 +129,12 @@ func TestConsumerKilledMidCallReleasesEverything(t *testing.T) {
 
 func TestManyConcurrentCalls(t *testing.T) {
 	bothWays(t, func(t *testing.T, tp *topology) {
-				tp.prov.do("offer a 0 256 64 methods=1")
+		tp.prov.do("offer a 0 256 64 methods=1")
 		tp.cons.do("require a callslots=256")
 		tp.cons.expect("avail a true")
 		tp.cons.do("burst a 200")
 		tp.cons.expect("burst a ok=200 bad=0")
-		
+
 		tp.prov.waitStatus(func(s Status) bool { return s.Offers[0].Pool.InUse == 0 }, "reply slots released")
 	})
 }

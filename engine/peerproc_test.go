@@ -292,13 +292,13 @@ func (r *peerRole) do(a []string) (string, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	switch a[0] {
-		case "offer": // offer NAME EVENTS [SLOTCOUNT SLOTSIZE] [methods=N] [fields=E,..] [share=K] [nohandler=1]
+	case "offer": // offer NAME EVENTS [SLOTCOUNT SLOTSIZE] [methods=N] [fields=E,..] [share=K] [nohandler=1]
 		return "", r.offer(a)
 	case "withdraw": // withdraw NAME
 		return "", r.offers[a[1]].Close()
 	case "publish": // publish NAME EVENT DATA
 		return "", r.offers[a[1]].Publish(uint16(atoi(a[2])), []byte(a[3]))
-		case "require": // require NAME [callslots=N]
+	case "require": // require NAME [callslots=N]
 		pos, opts := options(a)
 		name := pos[1]
 		cfg := &ProxyConfig{
