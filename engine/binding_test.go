@@ -320,7 +320,7 @@ func TestOneSlowSubscriberDoesNotStallTheOthers(t *testing.T) {
 	}
 	assert.Equal(t, uint64(8), slowDrops, "dropped for the slow peer only, and counted")
 	assert.Equal(t, uint64(8), st.Peers[0].UpdatesDropped)
-		slow.do("release a")
+	slow.do("release a")
 	eventually(t, func() bool { return holds("slow") == 0 }, "slow released everything")
 	prov.do("publish a 0 m11")
 	slow.expect("recv a 0 11 m11")

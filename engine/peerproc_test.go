@@ -402,7 +402,6 @@ type peerProc struct {
 	replies chan string
 	mu      sync.Mutex
 	events  []string
-	notify  chan struct{}
 	exited  chan struct{}
 }
 
@@ -439,7 +438,7 @@ func startPeerWith(t testing.TB, mode, path, name string, pc *peerConfig, cred *
 	require.NoError(t, err)
 	require.NoError(t, cmd.Start())
 	p := &peerProc{t: t, name: name, cmd: cmd, stdin: stdin, pid: cmd.Process.Pid,
-		replies: make(chan string, 16), notify: make(chan struct{}, 1), exited: make(chan struct{})}
+		replies: make(chan string, 16), exited: make(chan struct{})}
 	go p.read(stdout)
 	t.Cleanup(p.stop)
 	p.expect("ready")
@@ -459,10 +458,6 @@ func (p *peerProc) read(r io.Reader) {
 		p.mu.Lock()
 		p.events = append(p.events, line)
 		p.mu.Unlock()
-		select {
-		case p.notify <- struct{}{}:
-		default:
-		}
 	}
 }
 
@@ -496,8 +491,7 @@ func (p *peerProc) try(format string, args ...any) string {
 // and returns it. Lines before it are kept for later expects.
 func (p *peerProc) expect(prefix string) string {
 	p.t.Helper()
-	deadline := time.After(waitFor)
-	for {
+	for deadline := time.Now().Add(waitFor); ; time.Sleep(200 * time.Microsecond) {
 		p.mu.Lock()
 		for i, e := range p.events {
 			if strings.HasPrefix(e, prefix) {
@@ -508,9 +502,7 @@ func (p *peerProc) expect(prefix string) string {
 		}
 		pending := strings.Join(p.events, " | ")
 		p.mu.Unlock()
-		select {
-		case <-p.notify:
-		case <-deadline:
+		if time.Now().After(deadline) {
 			p.t.Fatalf("%s: no event %q within %v; have: %s", p.name, prefix, waitFor, pending)
 		}
 	}
@@ -583,9 +575,19 @@ func worldExecutableCopy(t testing.TB) string {
 	return bin
 }
 
-// fdCount returns how many fds the process has open.
+// fdCount returns how many sockets and memfds the process has open: the
+// kinds of fd gwipc creates per peer and per pool. (The Go runtime opens
+// an epoll fd and an eventfd of its own, lazily.)
 func (p *peerProc) fdCount() int {
-	ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", p.pid))
+	dir := fmt.Sprintf("/proc/%d/fd", p.pid)
+	ents, err := os.ReadDir(dir)
 	require.NoError(p.t, err)
-	return len(ents)
+	n := 0
+	for _, e := range ents {
+		target, _ := os.Readlink(filepath.Join(dir, e.Name()))
+		if strings.HasPrefix(target, "socket:") || strings.HasPrefix(target, "/memfd:") {
+			n++
+		}
+	}
+	return n
 }
