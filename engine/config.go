@@ -56,6 +56,10 @@ type Config struct {
 	Policy []Rule
 	// Limits bound what one peer may make the node hold.
 	Limits Limits
+	// StatusPath, if set, is where the node serves its status endpoint:
+	// Git's Simple-IPC protocol on a stream socket, answering ping, version,
+	// status (JSON) and the commands added with Node.HandleCommand.
+	StatusPath string
 }
 
 // PoolConfig sizes a pool the listener creates for a service.

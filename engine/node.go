@@ -13,6 +13,7 @@ import (
 
 	"github.com/gwipc/gwipc/engine/internal/transport"
 	"github.com/gwipc/gwipc/engine/wire"
+	"github.com/gwipc/gwipc/simpleipc"
 	"golang.org/x/sys/unix"
 )
 
@@ -30,6 +31,8 @@ type Node struct {
 	poller   *transport.Poller
 	listener *transport.Listener // nil for a dialler
 	dialPath string              // "" for a listener
+	endpoint *simpleipc.Server   // the status endpoint, if configured
+	commands *simpleipc.Router
 
 	dispatching sync.Mutex // held by the one goroutine inside Dispatch
 
@@ -123,6 +126,10 @@ func Listen(path string, cfg *Config) (*Node, error) {
 	}
 	n.listener = l
 	n.log = n.log.With("role", "listener", "path", path)
+	if err := n.startEndpoint(); err != nil {
+		n.Close()
+		return nil, err
+	}
 	return n, nil
 }
 
@@ -140,6 +147,10 @@ func Dial(path string, cfg *Config) (*Node, error) {
 	}
 	n.dialPath = path
 	n.log = n.log.With("role", "dialler", "path", path)
+	if err := n.startEndpoint(); err != nil {
+		n.Close()
+		return nil, err
+	}
 	n.mu.Lock()
 	n.dialAt = time.Now()
 	n.rearm()
@@ -329,6 +340,9 @@ func (n *Node) Close() error {
 	// Closing the poller wakes a dispatcher blocked in it; that Dispatch
 	// then returns ErrClosed. Close may run inside a callback.
 	var errs []error
+	if n.endpoint != nil {
+		errs = append(errs, n.endpoint.Close())
+	}
 	if n.listener != nil {
 		errs = append(errs, n.listener.Close())
 	}

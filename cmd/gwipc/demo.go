@@ -23,10 +23,12 @@ func init() {
 		usage: `gwipc demo [--duration D]
 
 Starts two processes connected over a gwipc socket in a temporary directory:
-a provider that offers "demo.sensor" and publishes a temperature reading five
-times a second, and a consumer that subscribes and prints what it receives.
-Both stop after the duration; the demo fails if the consumer missed readings
-or either process failed.
+a provider that offers "demo.sensor" and publishes a temperature reading (a
+field) five times a second, and a consumer that calls its "describe" method,
+subscribes and prints what it receives.
+Halfway through, the demo asks the provider's status endpoint for its status
+(what "gwipc status --socket PATH" prints). Both stop after the duration; the
+demo fails if the consumer missed readings or either process failed.
 
 With --role provider|consumer --socket PATH it runs one side only (that is
 how the demo starts its two processes).`,
@@ -34,6 +36,7 @@ how the demo starts its two processes).`,
 			duration := fs.Duration("duration", 3*time.Second, "how long the provider publishes")
 			role := fs.String("role", "", "run one side only: provider or consumer")
 			socket := fs.String("socket", "", "socket path (with --role)")
+			statusSocket := fs.String("status-socket", "", "where the provider serves its status (with --role provider)")
 			return func(ctx context.Context, e *env, args []string) int {
 				if len(args) > 0 {
 					return usageError(e, commands["demo"], "unexpected arguments")
@@ -42,7 +45,7 @@ how the demo starts its two processes).`,
 				case "":
 					return runDemo(ctx, e, *duration)
 				case "provider":
-					return demoProvider(ctx, e, *socket, *duration)
+					return demoProvider(ctx, e, *socket, *statusSocket, *duration)
 				case "consumer":
 					return demoConsumer(ctx, e, *socket, *duration)
 				}
@@ -68,11 +71,12 @@ func runDemo(ctx context.Context, e *env, duration time.Duration) int {
 	}
 	defer os.RemoveAll(dir)
 	socket := filepath.Join(dir, "sensor.sock")
+	statusSocket := filepath.Join(dir, "status.sock")
 	fmt.Fprintf(e.stdout, "gwipc demo: provider and consumer over %s for %v\n", socket, duration)
 
 	var out sync.Mutex
 	start := func(role string) (*exec.Cmd, error) {
-		cmd := exec.CommandContext(ctx, self, "demo", "--role", role, "--socket", socket, "--duration", duration.String())
+		cmd := exec.CommandContext(ctx, self, "demo", "--role", role, "--socket", socket, "--status-socket", statusSocket, "--duration", duration.String())
 		cmd.Stderr = e.stderr
 		stdout, err := cmd.StdoutPipe()
 		if err != nil {
@@ -101,6 +105,17 @@ func runDemo(ctx context.Context, e *env, duration time.Duration) int {
 		prov.Wait()
 		return fail(e, "demo", "starting the consumer: %v", err)
 	}
+	select {
+	case <-time.After(duration / 2):
+		status := exec.CommandContext(ctx, self, "status", "--socket", statusSocket)
+		out, err := status.CombinedOutput()
+		e.stdout.Write([]byte("gwipc demo: $ gwipc status --socket " + statusSocket + "\n"))
+		e.stdout.Write(out)
+		if err != nil {
+			fmt.Fprintf(e.stderr, "gwipc demo: status: %v\n", err)
+		}
+	case <-ctx.Done():
+	}
 	errProv, errCons := prov.Wait(), cons.Wait()
 	if errProv != nil || errCons != nil {
 		return fail(e, "demo", "provider: %v, consumer: %v", errProv, errCons)
@@ -110,9 +125,9 @@ func runDemo(ctx context.Context, e *env, duration time.Duration) int {
 }
 
 // demoProvider listens, offers the sensor and publishes readings.
-func demoProvider(ctx context.Context, e *env, socket string, duration time.Duration) int {
+func demoProvider(ctx context.Context, e *env, socket, statusSocket string, duration time.Duration) int {
 	subscribed := make(chan struct{}, 1)
-	node, err := engine.Listen(socket, &engine.Config{Name: "demo-provider",
+	node, err := engine.Listen(socket, &engine.Config{Name: "demo-provider", StatusPath: statusSocket,
 		OnPeerConnected: func(p *engine.Peer) {
 			fmt.Fprintf(e.stdout, "peer %q connected (pid %d, uid %d)\n", p.Name(), p.PID(), p.UID())
 		}})
@@ -121,7 +136,10 @@ func demoProvider(ctx context.Context, e *env, socket string, duration time.Dura
 	}
 	defer node.Close()
 	go node.Run(ctx)
-	offer, err := node.Offer(demoService, &engine.OfferConfig{Events: 1, OnSubscription: func(ev uint16, on bool) {
+		offer, err := node.Offer(demoService, &engine.OfferConfig{Events: 1, Fields: []uint16{0}, Methods: 1, OnCall: func(c engine.Call) {
+		fmt.Fprintf(e.stdout, "call %d from %q\n", c.Method(), c.Peer().Name())
+		c.Reply([]byte("living-room thermometer, degrees Celsius, 5 readings/s"))
+	}, OnSubscription: func(ev uint16, on bool) {
 		if on {
 			select {
 			case subscribed <- struct{}{}:
@@ -172,9 +190,18 @@ func demoConsumer(ctx context.Context, e *env, socket string, duration time.Dura
 	defer node.Close()
 	gone := make(chan struct{})
 	var once sync.Once
-	proxy, err := node.Require(demoService, &engine.ProxyConfig{OnAvailability: func(up bool) {
+		var proxy *engine.Proxy
+	proxy, err = node.Require(demoService, &engine.ProxyConfig{OnAvailability: func(up bool) {
 		if up {
 			fmt.Fprintf(e.stdout, "%v is available\n", demoService)
+			// Inside a callback: asynchronous, the reply comes in a later Dispatch.
+			proxy.CallAsync(0, nil, engine.CallOptions{Timeout: 5 * time.Second}, func(r *engine.Reply, err error) {
+				if err != nil {
+					fmt.Fprintf(e.stdout, "describe failed: %v\n", err)
+					return
+				}
+				fmt.Fprintf(e.stdout, "describe: %s\n", r.Data())
+			})
 		} else {
 			fmt.Fprintf(e.stdout, "%v was withdrawn\n", demoService)
 			once.Do(func() { close(gone) })
@@ -184,7 +211,7 @@ func demoConsumer(ctx context.Context, e *env, socket string, duration time.Dura
 		return fail(e, "demo", "%v", err)
 	}
 	received := 0
-	err = proxy.Subscribe(0, engine.Updates, func(s *engine.Sample) {
+		err = proxy.Subscribe(0, engine.InitialValue, func(s *engine.Sample) {
 		received++
 		fmt.Fprintf(e.stdout, "received #%d %s\n", s.Seq(), s.Data())
 	})

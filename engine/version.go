@@ -1,0 +1,16 @@
+package engine
+
+import (
+	"fmt"
+
+	"github.com/gwipc/gwipc/engine/wire"
+)
+
+// Version is gwipc's release version.
+const Version = "0.1.0"
+
+// VersionString describes the library and its protocol version, as the
+// status endpoint's "version" command answers.
+func VersionString() string {
+	return fmt.Sprintf("gwipc %s (protocol %d)", Version, wire.Version)
+}
