@@ -136,7 +136,7 @@ func demoProvider(ctx context.Context, e *env, socket, statusSocket string, dura
 	}
 	defer node.Close()
 	go node.Run(ctx)
-		offer, err := node.Offer(demoService, &engine.OfferConfig{Events: 1, Fields: []uint16{0}, Methods: 1, OnCall: func(c engine.Call) {
+	offer, err := node.Offer(demoService, &engine.OfferConfig{Events: 1, Fields: []uint16{0}, Methods: 1, OnCall: func(c engine.Call) {
 		fmt.Fprintf(e.stdout, "call %d from %q\n", c.Method(), c.Peer().Name())
 		c.Reply([]byte("living-room thermometer, degrees Celsius, 5 readings/s"))
 	}, OnSubscription: func(ev uint16, on bool) {
@@ -190,7 +190,7 @@ func demoConsumer(ctx context.Context, e *env, socket string, duration time.Dura
 	defer node.Close()
 	gone := make(chan struct{})
 	var once sync.Once
-		var proxy *engine.Proxy
+	var proxy *engine.Proxy
 	proxy, err = node.Require(demoService, &engine.ProxyConfig{OnAvailability: func(up bool) {
 		if up {
 			fmt.Fprintf(e.stdout, "%v is available\n", demoService)
@@ -211,7 +211,7 @@ func demoConsumer(ctx context.Context, e *env, socket string, duration time.Dura
 		return fail(e, "demo", "%v", err)
 	}
 	received := 0
-		err = proxy.Subscribe(0, engine.InitialValue, func(s *engine.Sample) {
+	err = proxy.Subscribe(0, engine.InitialValue, func(s *engine.Sample) {
 		received++
 		fmt.Fprintf(e.stdout, "received #%d %s\n", s.Seq(), s.Data())
 	})
