@@ -152,18 +152,13 @@ func (c Call) finish(result wire.Result, code int32, data []byte) error {
 		b.releaseRequest(req.payload)
 		return ErrCancelled
 	}
-	pl := wire.Payload{Slot: wire.NoSlot}
-	if len(data) > 0 {
-		slot, err := o.writeSlot(data)
-		if err != nil {
-			return err
-		}
-		err = o.pool.Share(slot, b.reader)
-		o.pool.Free(slot)
-		if err != nil {
-			return fmt.Errorf("engine: replying: %w", err)
-		}
-		pl = wire.Payload{Slot: slot, Len: uint32(len(data))}
+	pool, err := o.ensurePool()
+	if err != nil {
+		return err
+	}
+	pl, err := shareCopy(pool, data, b.reader)
+	if err != nil {
+		return fmt.Errorf("engine: replying: %w", err)
 	}
 	delete(b.calls, c.id)
 	b.peer.pendingCalls--
@@ -172,22 +167,27 @@ func (c Call) finish(result wire.Result, code int32, data []byte) error {
 	return nil
 }
 
-// writeSlot copies data into a newly allocated slot of the offer's pool,
-// which the caller owns. Called with n.mu held.
-func (o *Offer) writeSlot(data []byte) (uint32, error) {
-	pool, err := o.ensurePool()
-	if err != nil {
-		return 0, err
+// shareCopy copies data into a new slot of pool held for reader alone (the
+// writer keeps no reference): the payload of a call or a reply. Empty data
+// needs no slot.
+func shareCopy(pool *shm.Pool, data []byte, reader shm.ReaderID) (wire.Payload, error) {
+	if len(data) == 0 {
+		return wire.Payload{Slot: wire.NoSlot}, nil
 	}
 	if size := pool.Geometry().SlotSize; len(data) > int(size) {
-		return 0, fmt.Errorf("%w: %d bytes, slot holds %d", ErrTooLarge, len(data), size)
+		return wire.Payload{}, fmt.Errorf("%w: %d bytes, slot holds %d", ErrTooLarge, len(data), size)
 	}
 	slot, err := pool.Alloc()
 	if err != nil {
-		return 0, mapShmErr(err)
+		return wire.Payload{}, mapShmErr(err)
 	}
 	copy(pool.Slot(slot), data)
-	return slot, nil
+	err = pool.Share(slot, reader)
+	pool.Free(slot)
+	if err != nil {
+		return wire.Payload{}, err
+	}
+	return wire.Payload{Slot: slot, Len: uint32(len(data))}, nil
 }
 
 // releaseRequest gives a request payload back to the caller's pool.
@@ -446,26 +446,12 @@ func (px *Proxy) startCall(pc *pendingCall, method uint16, req []byte, opts Call
 	case method >= b.methods:
 		return 0, fmt.Errorf("%w: %d (service has %d methods)", ErrUnknownMethod, method, b.methods)
 	}
-	pl := wire.Payload{Slot: wire.NoSlot}
-	if len(req) > 0 {
-		pool := px.callPool
-		if pool == nil {
-			return 0, fmt.Errorf("%w: no call pool (the provider offers no methods)", ErrNotAvailable)
-		}
-		if size := pool.Geometry().SlotSize; len(req) > int(size) {
-			return 0, fmt.Errorf("%w: %d bytes, slot holds %d", ErrTooLarge, len(req), size)
-		}
-		slot, err := pool.Alloc()
-		if err != nil {
-			return 0, mapShmErr(err)
-		}
-		copy(pool.Slot(slot), req)
-		err = pool.Share(slot, b.callReader)
-		pool.Free(slot)
-		if err != nil {
-			return 0, err
-		}
-		pl = wire.Payload{Slot: slot, Len: uint32(len(req))}
+	if len(req) > 0 && px.callPool == nil {
+		return 0, fmt.Errorf("%w: no call pool (the provider offers no methods)", ErrNotAvailable)
+	}
+	pl, err := shareCopy(px.callPool, req, b.callReader)
+	if err != nil {
+		return 0, err
 	}
 	id := n.newHandle()
 	if pc != nil {

@@ -124,8 +124,16 @@ func (o *Offer) sendOffer(p *peer, offered bool) {
 // event. It fails with ErrNoSlot when the pool is exhausted, ErrTooLarge when
 // data does not fit a slot and ErrUnknownEvent for an event out of range.
 // Publishing with no subscriber succeeds and sends nothing.
-func (o *Offer) Publish(event uint16, data []byte) error {
-	l, err := o.Loan(event)
+func (o *Offer) Publish(event uint16, data []byte) error { return o.publishCopy(nil, event, data) }
+
+// PublishWait is Publish, waiting for a free slot until ctx ends instead of
+// failing at once with ErrNoSlot.
+func (o *Offer) PublishWait(ctx context.Context, event uint16, data []byte) error {
+	return o.publishCopy(ctx, event, data)
+}
+
+func (o *Offer) publishCopy(ctx context.Context, event uint16, data []byte) error {
+	l, err := o.loan(ctx, event)
 	if err != nil {
 		return err
 	}
@@ -146,22 +154,6 @@ type Loan struct {
 	event uint16
 	slot  uint32
 	gen   uint32
-}
-
-// PublishWait is Publish, waiting for a free slot until ctx ends instead of
-// failing at once with ErrNoSlot.
-func (o *Offer) PublishWait(ctx context.Context, event uint16, data []byte) error {
-	l, err := o.LoanWait(ctx, event)
-	if err != nil {
-		return err
-	}
-	buf := l.Bytes()
-	if len(data) > len(buf) {
-		l.Discard()
-		return fmt.Errorf("%w: %d bytes, slot holds %d", ErrTooLarge, len(data), len(buf))
-	}
-	copy(buf, data)
-	return l.Publish(len(data))
 }
 
 // Loan takes a free slot for event. Write the payload into Bytes, then
