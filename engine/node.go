@@ -6,9 +6,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
+	"os"
 	"slices"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/gwipc/gwipc/engine/internal/transport"
@@ -45,6 +48,7 @@ type Node struct {
 	nextHandle uint64 // binding handles, never reused
 	dirty      []*peer
 	doomed     []*peer
+	waiters    map[*os.File]struct{} // Run's pollable duplicates of the poller fd
 	offers     map[serviceKey]*Offer
 	proxies    map[serviceKey]*Proxy
 	finders    []*Finder
@@ -176,6 +180,7 @@ func newNode(cfg *Config) (*Node, error) {
 		offers:    map[serviceKey]*Offer{},
 		proxies:   map[serviceKey]*Proxy{},
 		poolHints: map[poolHintKey]PoolConfig{},
+		waiters:   map[*os.File]struct{}{},
 		events:    make([]transport.Event, 64),
 		rbuf:      make([]byte, c.MaxPacket),
 	}
@@ -193,15 +198,21 @@ func (n *Node) Fd() int { return n.poller.Fd() }
 // returns the number of callbacks run. Only one goroutine may dispatch at a
 // time (others get ErrBusy).
 func (n *Node) Dispatch(timeout time.Duration) (int, error) {
+	_, ran, err := n.dispatch(timeout)
+	return ran, err
+}
+
+// dispatch is Dispatch, also reporting how many poller events it handled.
+func (n *Node) dispatch(timeout time.Duration) (events, ran int, err error) {
 	if !n.dispatching.TryLock() {
-		return 0, ErrBusy
+		return 0, 0, ErrBusy
 	}
 	defer n.dispatching.Unlock()
 
 	n.mu.Lock()
 	if n.closed {
 		n.mu.Unlock()
-		return 0, ErrClosed
+		return 0, 0, ErrClosed
 	}
 	if len(n.callbacks) > 0 {
 		timeout = 0
@@ -210,13 +221,13 @@ func (n *Node) Dispatch(timeout time.Duration) (int, error) {
 
 	k, err := n.poller.Wait(n.events, timeout)
 	if err != nil && !errors.Is(err, transport.ErrClosed) {
-		return 0, fmt.Errorf("engine: waiting for events: %w", err)
+		return 0, 0, fmt.Errorf("engine: waiting for events: %w", err)
 	}
 
 	n.mu.Lock()
 	if n.closed {
 		n.mu.Unlock()
-		return 0, ErrClosed
+		return 0, 0, ErrClosed
 	}
 	n.batching = true
 	for _, ev := range n.events[:k] {
@@ -233,7 +244,8 @@ func (n *Node) Dispatch(timeout time.Duration) (int, error) {
 	n.run, n.callbacks = n.callbacks, n.run[:0]
 	n.mu.Unlock()
 
-	return n.runCallbacks()
+	ran, err = n.runCallbacks()
+	return k, ran, err
 }
 
 // runCallbacks runs the batch taken from the queue, then releases (in one
@@ -283,24 +295,80 @@ func (n *Node) runCallbacks() (ran int, err error) {
 }
 
 // Run dispatches until ctx is done or the node is closed. It returns nil
-// when the node was closed, else ctx's error.
+// when the node was closed, else ctx's error. While idle it parks on Go's
+// network poller (no OS thread blocked in epoll_wait), so a node run this
+// way wakes as fast as any Go network code.
 func (n *Node) Run(ctx context.Context) error {
+	rc, closeWaiter, err := n.readinessWaiter()
+	if errors.Is(err, ErrClosed) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	defer closeWaiter()
 	stop := context.AfterFunc(ctx, func() { n.poller.Wake() })
 	defer stop()
-	for {
-		if ctx.Err() != nil {
-			return ctx.Err()
+	var derr error
+	// One closure for the whole loop: RawConn.Read takes it as an interface.
+	dispatchReady := func(uintptr) bool {
+		if ctx.Err() != nil || n.isClosed() {
+			return true
 		}
-		_, err := n.Dispatch(-1)
+		var k, ran int
+		k, ran, derr = n.dispatch(0)
+		return k > 0 || ran > 0 || derr != nil
+	}
+	for {
+		werr := rc.Read(dispatchReady)
 		switch {
-		case errors.Is(err, ErrClosed):
+		case errors.Is(derr, ErrClosed) || n.isClosed():
 			return nil
-		case errors.Is(err, ErrBusy):
-			return err
-		case err != nil:
-			return err
+		case derr != nil:
+			return derr
+		case ctx.Err() != nil:
+			return ctx.Err()
+		case werr != nil:
+			return fmt.Errorf("engine: waiting for events: %w", werr)
 		}
 	}
+}
+
+// readinessWaiter registers a duplicate of the node's epoll fd with Go's
+// network poller: its RawConn.Read parks the goroutine until Fd is readable.
+// Close closes it too, which ends a parked Read at once.
+func (n *Node) readinessWaiter() (syscall.RawConn, func(), error) {
+	// Under the lock, an open node's poller cannot be closed.
+	if err := n.lockChecked(); err != nil {
+		return nil, nil, err
+	}
+	fd, err := unix.FcntlInt(uintptr(n.poller.Fd()), unix.F_DUPFD_CLOEXEC, 0)
+	n.mu.Unlock()
+	if err != nil {
+		return nil, nil, fmt.Errorf("engine: duplicating the poller fd: %w", err)
+	}
+	if err := unix.SetNonblock(fd, true); err != nil {
+		unix.Close(fd)
+		return nil, nil, fmt.Errorf("engine: duplicating the poller fd: %w", err)
+	}
+	f := os.NewFile(uintptr(fd), "gwipc-poller")
+	rc, err := f.SyscallConn()
+	if err != nil {
+		f.Close()
+		return nil, nil, fmt.Errorf("engine: watching the poller fd: %w", err)
+	}
+	if err := n.lockChecked(); err != nil {
+		f.Close()
+		return nil, nil, err
+	}
+	n.waiters[f] = struct{}{}
+	n.mu.Unlock()
+	return rc, func() {
+		n.mu.Lock()
+		delete(n.waiters, f)
+		n.mu.Unlock()
+		f.Close()
+	}, nil
 }
 
 // Close withdraws every offer, closes every proxy and peer, removes the
@@ -327,7 +395,14 @@ func (n *Node) Close() error {
 	n.closed = true
 	pending := n.callbacks
 	n.callbacks = nil
+	waiters := slices.Collect(maps.Keys(n.waiters))
 	n.mu.Unlock()
+	// Outside the lock: File.Close waits for a Read in progress, whose
+	// callback may be waiting for the lock. Closing ends Run's wait; Run
+	// then sees the node closed.
+	for _, f := range waiters {
+		f.Close()
+	}
 
 	for _, cb := range pending {
 		switch {
@@ -348,6 +423,12 @@ func (n *Node) Close() error {
 	}
 	errs = append(errs, n.poller.Close())
 	return errors.Join(errs...)
+}
+
+func (n *Node) isClosed() bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.closed
 }
 
 // lockChecked locks the node unless it is closed.
