@@ -97,10 +97,24 @@ func TestFindWildcardSeesInstancesComeAndGo(t *testing.T) {
 		assert.Equal(t, []string{"test.a/*@1.0"}, st.Peers[0].Finds, "the provider reports what its peer finds")
 		tp.cons.do("find g a south") // a second finder learns of what is known at once
 		tp.cons.expect("found g south provider true")
-		tp.prov.kill()
+				tp.prov.kill()
 		tp.cons.expect("found f south provider false")
 		tp.cons.expect("found g south provider false")
 		tp.cons.never("found f b")
+	})
+}
+
+func TestClosedFinderForgetsWhatItWatched(t *testing.T) {
+	bothWays(t, func(t *testing.T, tp *topology) {
+		tp.prov.do("offer a:north 1")
+		tp.cons.do("find f a *")
+		tp.cons.expect("found f north provider true")
+		tp.cons.do("unfind f")
+		tp.prov.do("withdraw a:north") // not told to us any more
+		tp.prov.waitStatus(func(s Status) bool { return len(s.Peers[0].Finds) == 0 }, "find removed at the provider")
+		tp.cons.do("find g a *")
+		tp.cons.do("status") // let a (wrong) report arrive
+		tp.cons.never("found g north")
 	})
 }
 

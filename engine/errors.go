@@ -34,6 +34,9 @@ var (
 	ErrNotAvailable = errors.New("engine: service not available")
 	// ErrInvalidConfig is returned for an unusable configuration value.
 	ErrInvalidConfig = errors.New("engine: invalid configuration")
+	// ErrUnsupported is returned when the bound peer did not announce the
+	// capability an operation needs (methods, fields).
+	ErrUnsupported = errors.New("engine: not supported by the peer")
 )
 
 // RejectedError reports that the listener refused the session (a

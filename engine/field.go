@@ -103,6 +103,8 @@ func (px *Proxy) RequestUpdate(event uint16) error {
 		return ErrNotAvailable
 	case event >= b.events:
 		return fmt.Errorf("%w: %d (service has %d events)", ErrUnknownEvent, event, b.events)
+	case b.peer.caps&wire.CapFields == 0:
+		return fmt.Errorf("%w: fields", ErrUnsupported)
 	}
 	b.peer.queue(&wire.EventUpdateRequest{ProvidedID: b.providedID, Event: event}, -1)
 	return nil

@@ -25,11 +25,14 @@ type Finder struct {
 
 // Find watches every peer, now and later, for offers of iface (same id and
 // major, minor at least iface.Minor) with the given instance, or any
-// instance if instance is "". fn runs inside Dispatch for each instance
+// instance if instance is "" or "*". fn runs inside Dispatch for each instance
 // that appears or disappears; instances already known are reported at once.
 func (n *Node) Find(iface Interface, instance string, fn func(FindEvent)) (*Finder, error) {
 	if fn == nil {
 		return nil, fmt.Errorf("%w: nil callback", ErrInvalidConfig)
+	}
+	if instance == "*" {
+		instance = ""
 	}
 	probe := ServiceID{Interface: iface, Instance: instance}
 	if instance == "" {
@@ -72,8 +75,19 @@ func (f *Finder) Close() error {
 		if p.announced[f] {
 			f.announce(p, false)
 		}
+		n.forgetUnwatchedOffers(p)
 	}
 	return nil
+}
+
+// forgetUnwatchedOffers drops p's recorded offers that no proxy or finder
+// of ours watches any more: p stops telling us about them.
+func (n *Node) forgetUnwatchedOffers(p *peer) {
+	for key, seen := range p.offers {
+		if !n.watching(seen.svc) {
+			delete(p.offers, key)
+		}
+	}
 }
 
 func (f *Finder) announce(p *peer, add bool) {
@@ -103,6 +117,9 @@ func findMatches(pattern wire.Service, svc ServiceID) bool {
 
 // offerSeenChanged tells the finders that p started or stopped offering svc.
 func (n *Node) offerSeenChanged(p *peer, svc ServiceID, up bool) {
+	if !n.allowed(p, svc, ActionOffer) {
+		return
+	}
 	for _, f := range n.finders {
 		if f.matches(svc) {
 			f.notify(svc, p, up)

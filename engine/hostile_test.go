@@ -4,8 +4,10 @@ import (
 	"errors"
 	"io"
 	"os"
+	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/gwipc/gwipc/engine/internal/transport"
 	"github.com/gwipc/gwipc/engine/wire"
@@ -222,4 +224,57 @@ func TestHandshakeTimeoutClosesSilentPeers(t *testing.T) {
 	r.expectClosed()
 	eventually(t, func() bool { return len(l.Status().Peers) == 0 }, "silent peer dropped")
 	assert.Equal(t, uint64(1), l.Status().Counters.ProtocolErrors)
+}
+
+// rawListener plays a provider by hand: it accepts one dialler, completes
+// the handshake and answers its request with an offer.
+func rawProvider(t *testing.T, path string, offer wire.OfferService) (*rawPeer, *wire.ConnectService) {
+	l, err := transport.Listen(path, transport.ListenConfig{})
+	require.NoError(t, err)
+	t.Cleanup(func() { l.Close() })
+	var c *transport.Conn
+	eventually(t, func() bool { c, err = l.Accept(); return err == nil }, "dialler connects")
+	r := &rawPeer{t: t, conn: c}
+	t.Cleanup(func() { c.Close() })
+	next := func() wire.Message {
+		pkt, err := r.recv()
+		require.NoError(t, err)
+		m, _, err := wire.Decode(pkt)
+		require.NoError(t, err)
+		return m
+	}
+	require.IsType(t, &wire.Connect{}, next())
+	r.sendMsg(&wire.ConnectReply{Status: wire.StatusOK, Version: wire.Version, Caps: wire.CapAll, MaxPacket: wire.MaxPacket})
+	require.IsType(t, &wire.RequestService{}, next())
+	r.sendMsg(&offer)
+	cs, ok := next().(*wire.ConnectService)
+	require.True(t, ok)
+	return r, cs
+}
+
+func TestConsumerSurvivesAReplyPayloadWithoutAPool(t *testing.T) {
+	path := socketPath(t)
+	d := dial(t, path, nil)
+	px, err := d.Require(sensor, nil)
+	require.NoError(t, err)
+	r, cs := rawProvider(t, path, wire.OfferService{Service: sensor.wire(), Offered: true})
+	// Accept the binding with no pool (the service has no events or methods)...
+	r.sendMsg(&wire.ConnectServiceReply{RequiredID: cs.RequiredID, ProvidedID: 5, Status: wire.StatusOK})
+	eventually(t, px.Available, "bound")
+	// ...then claim a reply payload in the pool it never sent.
+	r.sendMsg(&wire.CallMethodReply{RequiredID: cs.RequiredID, InvocationID: 1, Payload: wire.Payload{Slot: 0, Len: 1}})
+	r.expectClosed()
+	eventually(t, func() bool { return d.Status().Counters.ProtocolErrors == 1 }, "counted as a protocol error")
+}
+
+func TestLongRejectionReasonsReachTheDialler(t *testing.T) {
+	path := socketPath(t)
+	long := strings.Repeat("é", 300) // 600 bytes, cut at a character boundary
+	listen(t, path, &Config{Authorize: func(PeerCred) error { return errors.New(long) }})
+	d := dial(t, path, &Config{ReconnectMax: 50 * time.Millisecond})
+	eventually(t, func() bool { return d.Status().Dialler.LastError != "" }, "rejected")
+	msg := d.Status().Dialler.LastError
+	assert.Contains(t, msg, "permission denied")
+	assert.True(t, utf8.ValidString(msg))
+	assert.Contains(t, msg, strings.Repeat("é", 100))
 }

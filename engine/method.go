@@ -392,9 +392,13 @@ func (px *Proxy) Call(ctx context.Context, method uint16, req []byte) (*Reply, e
 	select {
 	case <-pc.ch:
 	case <-ctx.Done():
+		why := ErrCancelled
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			why = ErrTimeout
+		}
 		n.mu.Lock()
 		if !pc.finished {
-			n.abandonCall(pc, fmt.Errorf("%w: %w", ErrCancelled, ctx.Err()))
+			n.abandonCall(pc, fmt.Errorf("%w: %w", why, ctx.Err()))
 		}
 		n.unlock()
 		<-pc.ch
@@ -445,6 +449,8 @@ func (px *Proxy) startCall(pc *pendingCall, method uint16, req []byte, opts Call
 		return 0, ErrNotAvailable
 	case method >= b.methods:
 		return 0, fmt.Errorf("%w: %d (service has %d methods)", ErrUnknownMethod, method, b.methods)
+	case b.peer.caps&wire.CapMethods == 0:
+		return 0, fmt.Errorf("%w: methods", ErrUnsupported)
 	}
 	if len(req) > 0 && px.callPool == nil {
 		return 0, fmt.Errorf("%w: no call pool (the provider offers no methods)", ErrNotAvailable)
@@ -530,6 +536,9 @@ func (n *Node) onCallMethodReply(p *peer, m *wire.CallMethodReply) error {
 	}
 	var data []byte
 	if m.Payload.Slot != wire.NoSlot {
+		if b.view == nil {
+			return protoErr("Call_method_reply payload without a provider pool", nil)
+		}
 		if data, err = b.view.Bytes(shm.Handle{Slot: m.Payload.Slot, Len: m.Payload.Len}); err != nil {
 			return protoErr("Call_method_reply payload", err)
 		}

@@ -110,7 +110,7 @@ func (o *Offer) watchedBy(p *peer) bool {
 		return false
 	}
 	_, asked := p.interest[o.svc.key()]
-	return asked || o.bindings[p] != nil || p.finding(o.svc)
+	return asked || o.bindings[p] != nil || (p.finding(o.svc) && o.n.allowed(p, o.svc, ActionRequire))
 }
 
 // Service returns the offered service instance.
@@ -214,7 +214,7 @@ func (o *Offer) ensurePool() (*shm.Pool, error) {
 	}
 	g := o.cfg.Geometry
 	if g == (shm.Geometry{}) {
-		g = o.n.poolHint(o.svc, wire.DirProvider)
+		g = o.n.poolHint(o.svc, wire.DirProvider, DefaultGeometry)
 	}
 	pool, err := shm.NewPool(poolName(o.svc), g)
 	if err != nil {
@@ -225,16 +225,16 @@ func (o *Offer) ensurePool() (*shm.Pool, error) {
 	return pool, nil
 }
 
-// poolHint returns the geometry a dialler asked for in Connect, or the
-// default.
-func (n *Node) poolHint(svc ServiceID, dir wire.Direction) shm.Geometry {
+// poolHint returns the geometry a dialler asked for in Connect (for the
+// instance, else for every instance of the service), or def.
+func (n *Node) poolHint(svc ServiceID, dir wire.Direction, def shm.Geometry) shm.Geometry {
 	if h, ok := n.poolHints[poolHintKey{svc.ID, svc.Instance, dir}]; ok {
 		return h.Geometry
 	}
 	if h, ok := n.poolHints[poolHintKey{svc.ID, "", dir}]; ok {
 		return h.Geometry
 	}
-	return DefaultGeometry
+	return def
 }
 
 // poolName is the memfd name (visible in /proc/PID/maps): the service with

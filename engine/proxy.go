@@ -198,10 +198,7 @@ func (px *Proxy) ensureCallPool() (*shm.Pool, error) {
 	}
 	g := px.cfg.CallGeometry
 	if g == (shm.Geometry{}) {
-		g = DefaultCallGeometry
-		if h, ok := px.n.poolHints[poolHintKey{px.svc.ID, px.svc.Instance, wire.DirConsumer}]; ok {
-			g = h.Geometry
-		}
+		g = px.n.poolHint(px.svc, wire.DirConsumer, DefaultCallGeometry)
 	}
 	pool, err := shm.NewPool(poolName(px.svc)+"-calls", g)
 	if err != nil {
@@ -217,7 +214,7 @@ func (px *Proxy) unbind() {
 	b := px.bind
 	px.bind = nil
 	px.n.failCalls(b, ErrNotAvailable)
-	if px.callPool != nil && b.calls != nil {
+	if px.callPool != nil {
 		px.callPool.RemoveReader(b.callReader)
 	}
 	delete(b.peer.required, b.requiredID)
@@ -310,7 +307,11 @@ func (px *Proxy) Subscription(event uint16) (SubscriptionState, bool) {
 
 func (px *Proxy) sendSubscribe(s *subscription, on bool) {
 	b := px.bind
-	b.peer.queue(&wire.SubscribeEvent{ProvidedID: b.providedID, Event: s.event, Mode: wire.Mode(s.mode), Subscribe: on}, -1)
+	mode := wire.Mode(s.mode)
+	if b.peer.caps&wire.CapFields == 0 {
+		mode = wire.ModeUpdates // the peer knows no initial values
+	}
+	b.peer.queue(&wire.SubscribeEvent{ProvidedID: b.providedID, Event: s.event, Mode: mode, Subscribe: on}, -1)
 }
 
 // Close stops consuming the service: the provider is told to drop the
@@ -338,10 +339,7 @@ func (px *Proxy) closeLocked() {
 	px.closed = true
 	delete(n.proxies, px.svc.key())
 	for _, p := range n.peers {
-		if !n.watching(px.svc) {
-			// Peers stop telling us about this service: forget their offers.
-			delete(p.offers, px.svc.key())
-		}
+		n.forgetUnwatchedOffers(p)
 		if p.state == peerReady {
 			p.queue(&wire.RequestService{Service: px.svc.wire()}, -1)
 		}

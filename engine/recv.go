@@ -3,6 +3,7 @@ package engine
 import (
 	"fmt"
 	"time"
+	"unicode/utf8"
 
 	"github.com/gwipc/gwipc/engine/wire"
 )
@@ -194,6 +195,7 @@ func (n *Node) handleHandshake(p *peer, m wire.Message) error {
 func (n *Node) onConnect(p *peer, m *wire.Connect) error {
 	reject := func(st wire.Status, reason string) error {
 		n.counters.PeersRejected++
+		reason = truncate(reason, wire.MaxReasonLen)
 		p.queue(&wire.ConnectReply{Status: st, Version: wire.Version, Name: n.cfg.Name, Reason: reason}, -1)
 		p.flush()
 		return &RejectedError{Status: st, Reason: reason}
@@ -299,6 +301,10 @@ func (n *Node) onRequestService(p *peer, m *wire.RequestService) error {
 		}
 		return nil
 	}
+	if !n.allowed(p, svc, ActionRequire) {
+		n.reject(p, svc, ActionRequire) // and the offer stays unknown to that peer
+		return nil
+	}
 	if _, ok := p.interest[key]; !ok && len(p.interest) >= n.cfg.Limits.Services {
 		n.quotaHit(p, "services")
 		return nil
@@ -340,4 +346,15 @@ func (n *Node) onOfferService(p *peer, m *wire.OfferService) error {
 		px.addCandidate(p, svc)
 	}
 	return nil
+}
+
+// truncate cuts s to at most max bytes without splitting a UTF-8 sequence.
+func truncate(s string, max int) string {
+	if len(s) <= max {
+		return s
+	}
+	for max > 0 && !utf8.RuneStart(s[max]) {
+		max--
+	}
+	return s[:max]
 }
