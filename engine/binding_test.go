@@ -97,7 +97,7 @@ func TestFindWildcardSeesInstancesComeAndGo(t *testing.T) {
 		assert.Equal(t, []string{"test.a/*@1.0"}, st.Peers[0].Finds, "the provider reports what its peer finds")
 		tp.cons.do("find g a south") // a second finder learns of what is known at once
 		tp.cons.expect("found g south provider true")
-				tp.prov.kill()
+		tp.prov.kill()
 		tp.cons.expect("found f south provider false")
 		tp.cons.expect("found g south provider false")
 		tp.cons.never("found f b")
