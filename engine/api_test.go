@@ -341,3 +341,10 @@ func TestCloseLeaksNothing(t *testing.T) {
 	}
 
 }
+
+func TestReleasingNilIsHarmless(t *testing.T) {
+	var r *Reply
+	var s *Sample
+	r.Release()
+	s.Release()
+}

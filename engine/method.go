@@ -316,8 +316,12 @@ func (r *Reply) Keep() {
 	r.pooled = false
 }
 
-// Release gives the slot back to the provider. Idempotent, any goroutine.
+// Release gives the slot back to the provider. Idempotent, any goroutine;
+// a nil reply is ignored.
 func (r *Reply) Release() {
+	if r == nil {
+		return
+	}
 	n := r.n
 	n.mu.Lock()
 	r.releaseReply()

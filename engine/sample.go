@@ -69,8 +69,11 @@ func (s *Sample) Keep() {
 }
 
 // Release gives the slot back to the provider. It is idempotent and safe
-// from any goroutine.
+// from any goroutine; a nil sample is ignored.
 func (s *Sample) Release() {
+	if s == nil {
+		return
+	}
 	n := s.n
 	n.mu.Lock()
 	s.releaseSample()
