@@ -393,3 +393,20 @@ func ratio(a, b float64) float64 {
 	}
 	return a / b
 }
+
+// burst sends messages for d (checking the clock every 16) and returns how
+// many it sent.
+func burst(d time.Duration, send func() error) (uint64, error) {
+	var sent uint64
+	for end := time.Now().Add(d); ; {
+		for range 16 {
+			if err := send(); err != nil {
+				return sent, err
+			}
+		}
+		sent += 16
+		if !time.Now().Before(end) {
+			return sent, nil
+		}
+	}
+}

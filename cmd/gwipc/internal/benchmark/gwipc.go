@@ -243,22 +243,8 @@ func gwipcThroughput(spec peerSpec, d, warm time.Duration) (side, error) {
 	}
 	defer g.close()
 	data := pattern(spec.Size)
-	burst := func(d time.Duration) (uint64, error) {
-		var sent uint64
-		end := time.Now().Add(d)
-		for {
-			for range 16 {
-				if err := g.publish(evData, data); err != nil {
-					return sent, err
-				}
-			}
-			sent += 16
-			if !time.Now().Before(end) {
-				return sent, nil
-			}
-		}
-	}
-	if _, err := burst(warm); err != nil {
+	send := func() error { return g.publish(evData, data) }
+	if _, err := burst(warm, send); err != nil {
 		return side{}, err
 	}
 	dropped0 := g.dropped()
@@ -268,7 +254,7 @@ func gwipcThroughput(spec peerSpec, d, warm time.Duration) (side, error) {
 	g.noSlot = 0
 	m0 := mallocs()
 	t0 := time.Now()
-	sent, err := burst(d)
+	sent, err := burst(d, send)
 	if err != nil {
 		return side{}, err
 	}

@@ -191,22 +191,8 @@ func socketThroughput(spec peerSpec, d, warm time.Duration) (side, error) {
 	}
 	defer s.close()
 	out := frame(spec.Size)
-	burst := func(d time.Duration) (uint64, error) {
-		var sent uint64
-		end := time.Now().Add(d)
-		for {
-			for range 16 {
-				if err := s.fd.writeAll(out); err != nil {
-					return sent, err
-				}
-			}
-			sent += 16
-			if !time.Now().Before(end) {
-				return sent, nil
-			}
-		}
-	}
-	if _, err := burst(warm); err != nil {
+	send := func() error { return s.fd.writeAll(out) }
+	if _, err := burst(warm, send); err != nil {
 		return side{}, err
 	}
 	if err := s.control(frameMark); err != nil {
@@ -214,7 +200,7 @@ func socketThroughput(spec peerSpec, d, warm time.Duration) (side, error) {
 	}
 	m0 := mallocs()
 	t0 := time.Now()
-	sent, err := burst(d)
+	sent, err := burst(d, send)
 	if err != nil {
 		return side{}, err
 	}
