@@ -161,7 +161,7 @@ func (n *Node) addFind(p *peer, el wire.Service, add bool) {
 	}
 	p.finds = append(p.finds, el)
 	for _, o := range n.offers {
-		if findMatches(el, o.svc) {
+		if findMatches(el, o.svc) && n.allowed(p, o.svc, ActionRequire) {
 			o.sendOffer(p, true)
 		}
 	}

@@ -148,11 +148,10 @@ func (c Call) finish(result wire.Result, code int32, data []byte) error {
 		return ErrCallDone
 	}
 	if req.cancelled || b.closed {
-		delete(b.calls, c.id)
-		b.releaseRequest(req.payload)
+		b.forgetCall(c.id, req)
 		return ErrCancelled
 	}
-	pool, err := o.ensurePool()
+	pool, err := o.ensurePool(nil)
 	if err != nil {
 		return err
 	}
@@ -160,11 +159,18 @@ func (c Call) finish(result wire.Result, code int32, data []byte) error {
 	if err != nil {
 		return fmt.Errorf("engine: replying: %w", err)
 	}
-	delete(b.calls, c.id)
-	b.peer.pendingCalls--
-	b.releaseRequest(req.payload)
+	b.forgetCall(c.id, req)
 	b.peer.queue(&wire.CallMethodReply{RequiredID: b.requiredID, InvocationID: c.id, Result: result, Code: code, Payload: pl}, -1)
 	return nil
+}
+
+// forgetCall ends a received call: it no longer counts against the peer's
+// pending-call limit (cancelled calls count until answered, so a peer cannot
+// grow this map by cancelling), and its request goes back.
+func (b *provBinding) forgetCall(id uint64, req pendingRequest) {
+	delete(b.calls, id)
+	b.peer.pendingCalls--
+	b.releaseRequest(req.payload)
 }
 
 // shareCopy copies data into a new slot of pool held for reader alone (the
@@ -258,15 +264,35 @@ func (n *Node) onCallMethod(p *peer, m *wire.CallMethod) error {
 // runCall runs the OnCall handler; a fire-and-forget request is released
 // when it returns.
 func (n *Node) runCall(c Call, ffPayload wire.Payload) {
+	returned := false
 	defer func() {
-		if c.ff {
-			n.mu.Lock()
+		n.mu.Lock()
+		defer n.unlock()
+		switch {
+		case c.ff:
 			c.b.releaseRequest(ffPayload)
-			n.unlock()
+		case !returned:
+			// The handler panicked: the caller gets an answer, not silence.
+			c.b.abortCall(c.id)
 		}
 	}()
 	if h := c.b.offer.cfg.OnCall; h != nil {
 		h(c)
+	}
+	returned = true
+}
+
+// abortCall answers a pending call with a middleware error (its handler
+// failed) and releases it. Called with n.mu held.
+func (b *provBinding) abortCall(id uint64) {
+	req, ok := b.calls[id]
+	if !ok {
+		return
+	}
+	b.forgetCall(id, req)
+	if !req.cancelled && !b.closed {
+		b.peer.queue(&wire.CallMethodReply{RequiredID: b.requiredID, InvocationID: id, Result: wire.ResultMiddleware,
+			Code: int32(wire.StatusHandlerFailed), Payload: wire.Payload{Slot: wire.NoSlot}}, -1)
 	}
 }
 
@@ -288,7 +314,6 @@ func (b *provBinding) cancelCall(id uint64) {
 	}
 	req.cancelled = true
 	b.calls[id] = req
-	b.peer.pendingCalls--
 	if cb := b.offer.cfg.OnCancel; cb != nil {
 		c := Call{b: b, id: id, method: req.method}
 		b.offer.n.enqueue(callback{fn: func() { cb(c) }})
@@ -414,7 +439,9 @@ func (px *Proxy) Call(ctx context.Context, method uint16, req []byte) (*Reply, e
 
 // CallAsync invokes method with req; done runs inside Dispatch with the
 // reply or the error, exactly once: the reply, a timeout, ErrCancelled,
-// or ErrNotAvailable when the service goes away first.
+// or ErrNotAvailable when the service goes away first. The one exception is
+// Node.Close, which drops callbacks not yet run: a completion queued then
+// never runs.
 func (px *Proxy) CallAsync(method uint16, req []byte, opts CallOptions, done func(*Reply, error)) (PendingCall, error) {
 	if done == nil {
 		return PendingCall{}, fmt.Errorf("%w: nil completion", ErrInvalidConfig)

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"maps"
 	"math/rand/v2"
 	"os"
 	"slices"
@@ -52,8 +51,8 @@ type Node struct {
 	offers     map[serviceKey]*Offer
 	proxies    map[serviceKey]*Proxy
 	finders    []*Finder
-	callTimers callTimers                 // pending calls with a timeout, by deadline
-	poolHints  map[poolHintKey]PoolConfig // from diallers' Connect
+	callTimers callTimers // pending calls with a timeout, by deadline
+
 	callbacks  []callback
 	wakeNeeded bool
 	timerAt    time.Time // when the timerfd is armed to fire (zero: disarmed)
@@ -179,10 +178,10 @@ func newNode(cfg *Config) (*Node, error) {
 		nextToken: firstPeerToken,
 		offers:    map[serviceKey]*Offer{},
 		proxies:   map[serviceKey]*Proxy{},
-		poolHints: map[poolHintKey]PoolConfig{},
-		waiters:   map[*os.File]struct{}{},
-		events:    make([]transport.Event, 64),
-		rbuf:      make([]byte, c.MaxPacket),
+
+		waiters: map[*os.File]struct{}{},
+		events:  make([]transport.Event, 64),
+		rbuf:    make([]byte, c.MaxPacket),
 	}
 	return n, nil
 }
@@ -262,7 +261,8 @@ func (n *Node) runCallbacks() (ran int, err error) {
 			if s := batch[ran].sample; s != nil && !s.kept {
 				n.toRelease = append(n.toRelease, s)
 			}
-			n.callbacks = append(batch[ran+1:len(batch):len(batch)], n.callbacks...)
+			// A copy: batch is n.run's array, reused for the next batch.
+			n.callbacks = append(slices.Clone(batch[ran+1:]), n.callbacks...)
 		}
 		n.batching = true
 		for _, s := range n.toRelease {
@@ -395,22 +395,16 @@ func (n *Node) Close() error {
 	n.closed = true
 	pending := n.callbacks
 	n.callbacks = nil
-	waiters := slices.Collect(maps.Keys(n.waiters))
-	n.mu.Unlock()
-	// Outside the lock: File.Close waits for a Read in progress, whose
-	// callback may be waiting for the lock. Closing ends Run's wait; Run
-	// then sees the node closed.
-	for _, f := range waiters {
-		f.Close()
+	// A past deadline ends Run's wait at once (and does not wait for a Read
+	// in progress, which may be the one running this Close from a callback);
+	// Run then sees the node closed and closes its file itself.
+	for f := range n.waiters {
+		f.SetReadDeadline(time.Unix(1, 0))
 	}
+	n.mu.Unlock()
 
 	for _, cb := range pending {
-		switch {
-		case cb.sample != nil:
-			cb.sample.Release()
-		case cb.completed != nil && cb.completed.reply != nil:
-			cb.completed.reply.Release()
-		}
+		n.dropCallback(cb)
 	}
 	// Closing the poller wakes a dispatcher blocked in it; that Dispatch
 	// then returns ErrClosed. Close may run inside a callback.
@@ -429,6 +423,24 @@ func (n *Node) isClosed() bool {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	return n.closed
+}
+
+// dropCallback releases what a callback that will never run holds.
+func (n *Node) dropCallback(cb callback) {
+	switch {
+	case cb.sample != nil:
+		cb.sample.Release()
+	case cb.completed != nil:
+		cb.completed.reply.Release()
+	case cb.call.b != nil:
+		n.mu.Lock()
+		if cb.call.ff {
+			cb.call.b.releaseRequest(cb.ffPayload)
+		} else {
+			cb.call.b.abortCall(cb.call.id)
+		}
+		n.mu.Unlock()
+	}
 }
 
 // lockChecked locks the node unless it is closed.

@@ -205,16 +205,19 @@ func (o *Offer) usablePool(event uint16) (*shm.Pool, error) {
 	if event >= o.cfg.Events {
 		return nil, fmt.Errorf("%w: %d (service has %d events)", ErrUnknownEvent, event, o.cfg.Events)
 	}
-	return o.ensurePool()
+	return o.ensurePool(nil)
 }
 
-func (o *Offer) ensurePool() (*shm.Pool, error) {
+// ensurePool returns the offer's pool, creating it on first use: sized by
+// the offer's config, else by what trigger (the peer whose binding needs it,
+// if any) asked for in its Connect, else the default.
+func (o *Offer) ensurePool(trigger *peer) (*shm.Pool, error) {
 	if o.pool != nil {
 		return o.pool, nil
 	}
 	g := o.cfg.Geometry
 	if g == (shm.Geometry{}) {
-		g = o.n.poolHint(o.svc, wire.DirProvider, DefaultGeometry)
+		g = trigger.poolHint(o.svc, wire.DirProvider, DefaultGeometry)
 	}
 	pool, err := shm.NewPool(poolName(o.svc), g)
 	if err != nil {
@@ -223,18 +226,6 @@ func (o *Offer) ensurePool() (*shm.Pool, error) {
 	o.pool = pool
 	o.loanGen = make([]atomic.Uint32, g.SlotCount)
 	return pool, nil
-}
-
-// poolHint returns the geometry a dialler asked for in Connect (for the
-// instance, else for every instance of the service), or def.
-func (n *Node) poolHint(svc ServiceID, dir wire.Direction, def shm.Geometry) shm.Geometry {
-	if h, ok := n.poolHints[poolHintKey{svc.ID, svc.Instance, dir}]; ok {
-		return h.Geometry
-	}
-	if h, ok := n.poolHints[poolHintKey{svc.ID, "", dir}]; ok {
-		return h.Geometry
-	}
-	return def
 }
 
 // poolName is the memfd name (visible in /proc/PID/maps): the service with
@@ -475,7 +466,7 @@ func (n *Node) onConnectService(p *peer, m *wire.ConnectService, fds *fdQueue) e
 		}
 		view = v
 	}
-	pool, err := o.ensurePool()
+	pool, err := o.ensurePool(p)
 	if err == nil {
 		var reader shm.ReaderID
 		if reader, err = pool.AddReader(o.cfg.SubscriberSlots); err == nil {

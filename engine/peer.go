@@ -7,6 +7,7 @@ import (
 
 	"github.com/gwipc/gwipc/engine/internal/transport"
 	"github.com/gwipc/gwipc/engine/wire"
+	"github.com/gwipc/gwipc/shm"
 	"golang.org/x/sys/unix"
 )
 
@@ -92,12 +93,15 @@ type peer struct {
 	blocked bool // socket full: waiting for EPOLLOUT
 	dirty   bool // has unflushed output while the node is batching
 
-	provided  map[uint64]*provBinding     // bindings where we provide, by our provided_id
-	required  map[uint64]*consBinding     // bindings where we consume, by our required_id
-	interest  map[serviceKey]wire.Service // services this peer requested from us
-	offers    map[serviceKey]offerSeen    // services this peer offers
-	finds     []wire.Service              // this peer's find elements (a multiset)
-	announced map[*Finder]bool            // our finders this peer knows of
+	provided map[uint64]*provBinding     // bindings where we provide, by our provided_id
+	required map[uint64]*consBinding     // bindings where we consume, by our required_id
+	interest map[serviceKey]wire.Service // services this peer requested from us
+	offers   map[serviceKey]offerSeen    // services this peer offers
+	finds    []wire.Service              // this peer's find elements (a multiset)
+	// Pool sizes this peer (a dialler) asked for in Connect, for pools its
+	// own binding makes this node create.
+	poolHints map[poolHintKey]shm.Geometry
+	announced map[*Finder]bool // our finders this peer knows of
 
 	pendingCalls  int // calls from this peer not yet answered
 	subscriptions int // event subscriptions this peer holds with us
@@ -125,6 +129,21 @@ type peerStats struct {
 	QuotaHits               uint64
 }
 
+// poolHint returns the geometry p asked for (for the instance, else for every
+// instance of the service), or def. p may be nil.
+func (p *peer) poolHint(svc ServiceID, dir wire.Direction, def shm.Geometry) shm.Geometry {
+	if p == nil {
+		return def
+	}
+	if g, ok := p.poolHints[poolHintKey{svc.ID, svc.Instance, dir}]; ok {
+		return g
+	}
+	if g, ok := p.poolHints[poolHintKey{svc.ID, "", dir}]; ok {
+		return g
+	}
+	return def
+}
+
 var errOutputFull = errors.New("engine: peer's output queue is full (peer not reading)")
 
 func newPeer(n *Node, conn *transport.Conn) *peer {
@@ -144,6 +163,7 @@ func newPeer(n *Node, conn *transport.Conn) *peer {
 		interest:  map[serviceKey]wire.Service{},
 		offers:    map[serviceKey]offerSeen{},
 		announced: map[*Finder]bool{},
+		poolHints: map[poolHintKey]shm.Geometry{},
 	}
 }
 

@@ -180,7 +180,7 @@ func (px *Proxy) bindNext() {
 	m := &wire.ConnectService{Service: px.svc.wire(), RequiredID: b.requiredID, InUse: true}
 	fd := -1
 	if p.offers[px.svc.key()].methods > 0 && p.caps&wire.CapMethods != 0 {
-		if pool, err := px.ensureCallPool(); err != nil {
+		if pool, err := px.ensureCallPool(p); err != nil {
 			px.n.log.Error("creating a call pool", "service", px.svc, "err", err)
 		} else if b.callReader, err = pool.AddReader(0); err == nil {
 			g := pool.Geometry()
@@ -192,13 +192,15 @@ func (px *Proxy) bindNext() {
 	p.queue(m, fd)
 }
 
-func (px *Proxy) ensureCallPool() (*shm.Pool, error) {
+// ensureCallPool returns the proxy's call pool, creating it on first use,
+// sized like Offer.ensurePool's (trigger: the provider being bound).
+func (px *Proxy) ensureCallPool(trigger *peer) (*shm.Pool, error) {
 	if px.callPool != nil {
 		return px.callPool, nil
 	}
 	g := px.cfg.CallGeometry
 	if g == (shm.Geometry{}) {
-		g = px.n.poolHint(px.svc, wire.DirConsumer, DefaultCallGeometry)
+		g = trigger.poolHint(px.svc, wire.DirConsumer, DefaultCallGeometry)
 	}
 	pool, err := shm.NewPool(poolName(px.svc)+"-calls", g)
 	if err != nil {

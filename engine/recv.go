@@ -222,8 +222,7 @@ func (n *Node) onConnect(p *peer, m *wire.Connect) error {
 		return reject(wire.StatusPermissionDenied, err.Error())
 	}
 	for _, pc := range m.Pools {
-		n.poolHints[poolHintKey{pc.ID, pc.Instance, pc.Dir}] = PoolConfig{ServiceID: pc.ID, Instance: pc.Instance,
-			Direction: pc.Dir, Geometry: shmGeometry(pc.Geometry)}
+		p.poolHints[poolHintKey{pc.ID, pc.Instance, pc.Dir}] = shmGeometry(pc.Geometry)
 	}
 	p.pub.name = m.Name
 	p.caps = m.Caps & n.ourCaps()

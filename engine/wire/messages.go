@@ -105,7 +105,8 @@ const (
 	StatusNoSlot              Status = 10
 	StatusNotAvailable        Status = 11
 	StatusDuplicate           Status = 12
-	statusLast                       = StatusDuplicate
+	StatusHandlerFailed       Status = 13
+	statusLast                       = StatusHandlerFailed
 )
 
 var statusNames = [...]string{
@@ -122,6 +123,7 @@ var statusNames = [...]string{
 	StatusNoSlot:              "no free slot",
 	StatusNotAvailable:        "service not available",
 	StatusDuplicate:           "duplicate",
+	StatusHandlerFailed:       "the provider's handler failed",
 }
 
 func (s Status) String() string {
