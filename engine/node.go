@@ -624,7 +624,7 @@ func (n *Node) acceptPeers() {
 	}
 }
 
-func (n *Node) addPeer(c *transport.Conn) *peer {
+func (n *Node) addPeer(c channel) *peer {
 	p := newPeer(n, c)
 	if err := n.poller.Add(c.Fd(), p.token, false); err != nil {
 		n.log.Warn("watching a peer", "err", err)

@@ -54,6 +54,19 @@ func (p *Peer) Private() any {
 	return p.private
 }
 
+// channel carries one peer's control packets: whole packets, each with up
+// to transport.MaxFDs file descriptors, never blocking (ErrWouldBlock). The
+// SEQPACKET socket (transport.Conn) is the implementation today; a
+// shared-memory ring for the hot messages (event updates, consumes) can sit
+// behind the same interface, with Fd still what the poller watches.
+type channel interface {
+	Fd() int
+	Cred() transport.Cred
+	Send(pkt []byte, fds []int) error
+	Recv(buf []byte, fds []int) (n, nfds int, err error)
+	Close() error
+}
+
 type peerState uint8
 
 const (
@@ -77,7 +90,7 @@ type outPacket struct {
 type peer struct {
 	n        *Node
 	token    uint64
-	conn     *transport.Conn
+	conn     channel
 	pub      *Peer
 	state    peerState
 	wasReady bool      // completed the handshake at some point
@@ -146,7 +159,7 @@ func (p *peer) poolHint(svc ServiceID, dir wire.Direction, def shm.Geometry) shm
 
 var errOutputFull = errors.New("engine: peer's output queue is full (peer not reading)")
 
-func newPeer(n *Node, conn *transport.Conn) *peer {
+func newPeer(n *Node, conn channel) *peer {
 	n.nextToken++
 	n.nextPeerID++
 	now := time.Now()
