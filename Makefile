@@ -4,8 +4,10 @@ BUILD     := build
 GOFLAGS   ?=
 PKGS      := ./...
 BENCHTIME ?= 2s
+# staticcheck 2026.2.2, installed by make tools and run by make lint
+STATICCHECK := v0.8.2
 
-.PHONY: all build test run lint bench fuzz clean help
+.PHONY: all build test run lint bench fuzz clean help tools
 
 all: build
 
@@ -15,8 +17,9 @@ help:
 	@echo "make run    - the demo: a provider and a consumer process exchanging events"
 	@echo "make bench  - benchmarks: gwipc vs a raw Unix-socket baseline, ratios and allocations"
 	@echo "make fuzz   - run every fuzz target for FUZZTIME (default 20s) each"
-	@echo "make lint   - gofmt and go vet"
-	@echo "make clean  - remove $(BUILD)/"
+		@echo "make lint   - gofmt, go vet and (if installed) staticcheck"
+		@echo "make clean  - remove $(BUILD)/"
+	@echo "make tools  - install the pinned staticcheck that make lint runs"
 
 build:
 	@mkdir -p $(BUILD)
@@ -31,7 +34,9 @@ run: build
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
-	$(GO) vet $(PKGS)
+		$(GO) vet $(PKGS)
+	@if command -v staticcheck >/dev/null; then echo staticcheck $(PKGS); staticcheck $(PKGS); \
+		else echo "staticcheck not installed (make tools): skipped"; fi
 
 bench: build
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./engine/ ./engine/wire/ ./shm/ ./engine/internal/transport/
@@ -46,3 +51,6 @@ fuzz:
 
 clean:
 	rm -rf $(BUILD)
+
+tools:
+	GOFLAGS= $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK)

@@ -124,16 +124,18 @@ func (o *Offer) sendOffer(p *peer, offered bool) {
 // event. It fails with ErrNoSlot when the pool is exhausted, ErrTooLarge when
 // data does not fit a slot and ErrUnknownEvent for an event out of range.
 // Publishing with no subscriber succeeds and sends nothing.
-func (o *Offer) Publish(event uint16, data []byte) error { return o.publishCopy(nil, event, data) }
+func (o *Offer) Publish(event uint16, data []byte) error {
+	return o.publishCopy(context.Background(), false, event, data)
+}
 
 // PublishWait is Publish, waiting for a free slot until ctx ends instead of
 // failing at once with ErrNoSlot.
 func (o *Offer) PublishWait(ctx context.Context, event uint16, data []byte) error {
-	return o.publishCopy(ctx, event, data)
+	return o.publishCopy(ctx, true, event, data)
 }
 
-func (o *Offer) publishCopy(ctx context.Context, event uint16, data []byte) error {
-	l, err := o.loan(ctx, event)
+func (o *Offer) publishCopy(ctx context.Context, wait bool, event uint16, data []byte) error {
+	l, err := o.loan(ctx, wait, event)
 	if err != nil {
 		return err
 	}
@@ -159,12 +161,15 @@ type Loan struct {
 // Loan takes a free slot for event. Write the payload into Bytes, then
 // Publish (or Discard) it. It fails with ErrNoSlot when the pool is
 // exhausted.
-func (o *Offer) Loan(event uint16) (Loan, error) { return o.loan(nil, event) }
+func (o *Offer) Loan(event uint16) (Loan, error) { return o.loan(context.Background(), false, event) }
 
 // LoanWait is Loan, waiting for a free slot until ctx ends.
-func (o *Offer) LoanWait(ctx context.Context, event uint16) (Loan, error) { return o.loan(ctx, event) }
+func (o *Offer) LoanWait(ctx context.Context, event uint16) (Loan, error) {
+	return o.loan(ctx, true, event)
+}
 
-func (o *Offer) loan(ctx context.Context, event uint16) (Loan, error) {
+// loan takes a slot; with wait it waits for one until ctx ends.
+func (o *Offer) loan(ctx context.Context, wait bool, event uint16) (Loan, error) {
 	n := o.n
 	if err := n.lockChecked(); err != nil {
 		return Loan{}, err
@@ -175,7 +180,7 @@ func (o *Offer) loan(ctx context.Context, event uint16) (Loan, error) {
 		return Loan{}, err
 	}
 	var slot uint32
-	if ctx == nil {
+	if !wait {
 		slot, err = pool.Alloc()
 	} else {
 		slot, err = pool.AllocWait(ctx)

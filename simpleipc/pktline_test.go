@@ -11,13 +11,6 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// pkt frames payload as one packet (test helper; no splitting).
-func pkt(payload string) string {
-	var h [4]byte
-	putHeader(&h, len(payload)+4)
-	return string(h[:]) + payload
-}
-
 func TestWriterGolden(t *testing.T) {
 	big := strings.Repeat("x", MaxPacketData)
 	tests := []struct {
