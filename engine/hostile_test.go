@@ -50,7 +50,11 @@ func (r *rawPeer) recv() ([]byte, error) {
 	for time.Now().Before(deadline) {
 		pfd := []unix.PollFd{{Fd: int32(r.conn.Fd()), Events: unix.POLLIN}}
 		unix.Poll(pfd, 100)
-		n, _, err := r.conn.Recv(buf, make([]int, transport.MaxFDs))
+		fds := make([]int, transport.MaxFDs)
+		n, nfds, err := r.conn.Recv(buf, fds)
+		for _, fd := range fds[:nfds] {
+			unix.Close(fd) // a pool fd; the raw peer maps nothing
+		}
 		if errors.Is(err, transport.ErrWouldBlock) {
 			continue
 		}
