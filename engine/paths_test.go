@@ -201,7 +201,7 @@ func TestRequestUpdateErrors(t *testing.T) {
 	px, err := d.Require(sensor, nil)
 	require.NoError(t, err)
 	assert.ErrorIs(t, px.RequestUpdate(0), ErrInvalidConfig, "not subscribed")
-		require.NoError(t, px.Subscribe(0, Updates, func(*Sample) {}))
+	require.NoError(t, px.Subscribe(0, Updates, func(*Sample) {}))
 	require.NoError(t, px.Subscribe(3, Updates, func(*Sample) {}), "unbound: kept, checked by the provider later")
 	assert.ErrorIs(t, px.RequestUpdate(0), ErrNotAvailable)
 	_, err = l.Offer(sensor, &OfferConfig{Events: 1})
