@@ -348,3 +348,33 @@ func TestReleasingNilIsHarmless(t *testing.T) {
 	r.Release()
 	s.Release()
 }
+
+// The hot paths (publish, deliver, consume, call, reply) allocate nothing
+// per message once warm, across both nodes' goroutines.
+func TestHotPathsDoNotAllocate(t *testing.T) {
+	got := make(chan struct{}, 1)
+	o, px, _, _ := boundPair(t, &OfferConfig{Events: 1, Methods: 1, OnCall: func(c Call) { c.Reply(c.Data()) }},
+		func(*Sample) { got <- struct{}{} })
+	data := make([]byte, 64)
+	publish := func() {
+		for o.Publish(0, data) != nil { // a slot may still be on its way back
+		}
+		<-got
+	}
+	done := make(chan error, 1)
+	complete := func(_ *Reply, err error) { done <- err }
+	call := func() {
+		if _, err := px.CallAsync(0, data, CallOptions{}, complete); err != nil {
+			t.Fatal(err)
+		}
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range 100 { // warm up: pools and queues reach their size
+		publish()
+		call()
+	}
+	assert.Zero(t, testing.AllocsPerRun(500, publish), "publish, deliver, consume")
+	assert.Zero(t, testing.AllocsPerRun(500, call), "call, reply")
+}

@@ -152,3 +152,34 @@ func BenchmarkPublishNoSubscriber(b *testing.B) {
 		}
 	})
 }
+
+// BenchmarkCallAsync measures one method call and its reply (64-byte
+// request and reply) between two in-process nodes, each iteration waiting
+// for the completion. Allocations count the whole process.
+func BenchmarkCallAsync(b *testing.B) {
+	path := socketPath(b)
+	l := listen(b, path, nil)
+	_, err := l.Offer(sensor, &OfferConfig{Methods: 1, OnCall: func(c Call) { c.Reply(c.Data()) }})
+	if err != nil {
+		b.Fatal(err)
+	}
+	d := dial(b, path, nil)
+	px, err := d.Require(sensor, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	eventually(b, px.Available, "available")
+	req := make([]byte, 64)
+	done := make(chan error, 1)
+	complete := func(_ *Reply, err error) { done <- err }
+	b.ReportAllocs()
+	b.SetBytes(int64(len(req)))
+	for b.Loop() {
+		if _, err := px.CallAsync(0, req, CallOptions{}, complete); err != nil {
+			b.Fatal(err)
+		}
+		if err := <-done; err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -52,10 +52,7 @@ func TestFieldRequestsWithoutAValueAreCoalescedAcrossPeers(t *testing.T) {
 	var cons []*peerProc
 	for i := range 2 {
 		c := startPeer(t, "dial", path, fmt.Sprintf("consumer%d", i))
-		c.do("require a")
-		c.expect("avail a true")
-		c.do("subscribe a 0 initial")
-		c.expect("suback a 0 <nil>")
+		c.subscribeTo("a", 0, "initial")
 		cons = append(cons, c)
 	}
 	cons[0].do("request a 0")

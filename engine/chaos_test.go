@@ -69,16 +69,9 @@ func mutate(rng *rand.Rand, b []byte) []byte {
 // reconnecting whenever it is thrown out. The provider keeps serving its
 // other peers and leaks nothing.
 func TestHostilePeerCannotDisturbOthers(t *testing.T) {
-	path := socketPath(t)
-	prov := startPeer(t, "listen", path, "provider")
 	// share=4: a hostile peer may bind and hold slots like any slow
 	// consumer; its share leaves room for the good one.
-	prov.do("offer a 2 16 64 methods=3 fields=1 share=4")
-	good := startPeer(t, "dial", path, "consumer")
-	good.do("require a")
-	good.expect("avail a true")
-	good.do("subscribe a 0")
-	good.expect("suback a 0 <nil>")
+	path, prov, good := providerWithConsumer(t, "2 16 64 methods=3 fields=1 share=4")
 	baseline := prov.fdCount()
 
 	seed := uint64(time.Now().UnixNano())

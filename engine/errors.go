@@ -70,3 +70,11 @@ func (e *protocolError) Error() string {
 func (e *protocolError) Unwrap() error { return e.err }
 
 func protoErr(what string, err error) error { return &protocolError{what: what, err: err} }
+
+func tooLarge(size int, slotSize uint32) error {
+	return fmt.Errorf("%w: %d bytes, slot holds %d", ErrTooLarge, size, slotSize)
+}
+
+func unknownEvent(event, events uint16) error {
+	return fmt.Errorf("%w: %d (service has %d events)", ErrUnknownEvent, event, events)
+}

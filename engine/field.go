@@ -102,7 +102,7 @@ func (px *Proxy) RequestUpdate(event uint16) error {
 	case b == nil || !b.connected:
 		return ErrNotAvailable
 	case event >= b.events:
-		return fmt.Errorf("%w: %d (service has %d events)", ErrUnknownEvent, event, b.events)
+		return unknownEvent(event, b.events)
 	case b.peer.caps&wire.CapFields == 0:
 		return fmt.Errorf("%w: fields", ErrUnsupported)
 	}

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"context"
 	"errors"
 	"io"
 	"os"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/gwipc/gwipc/engine/internal/transport"
 	"github.com/gwipc/gwipc/engine/wire"
+	"github.com/gwipc/gwipc/shm"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"
@@ -33,15 +35,7 @@ func (r *rawPeer) send(pkt []byte, fds ...int) {
 	require.NoError(r.t, r.conn.Send(pkt, fds))
 }
 
-func (r *rawPeer) sendMsg(ms ...wire.Message) {
-	var pkt []byte
-	for _, m := range ms {
-		var err error
-		pkt, err = m.Append(pkt)
-		require.NoError(r.t, err)
-	}
-	r.send(pkt)
-}
+func (r *rawPeer) sendMsg(ms ...wire.Message) { r.send(encode(r.t, ms...)) }
 
 // recv waits (bounded) for one packet; io.EOF when the other side closed.
 func (r *rawPeer) recv() ([]byte, error) {
@@ -98,14 +92,7 @@ func encode(t testing.TB, ms ...wire.Message) []byte {
 }
 
 func TestMalformedFramesCloseOnlyTheirConnection(t *testing.T) {
-	path := socketPath(t)
-	prov := startPeer(t, "listen", path, "provider")
-	prov.do("offer a 1")
-	good := startPeer(t, "dial", path, "consumer")
-	good.do("require a")
-	good.expect("avail a true")
-	good.do("subscribe a 0")
-	good.expect("suback a 0 <nil>")
+	path, prov, good := providerWithConsumer(t, "1")
 	baseline := prov.fdCount()
 
 	connect := encode(t, &wire.Connect{Version: wire.Version, MaxPacket: wire.MaxPacket})
@@ -230,9 +217,9 @@ func TestHandshakeTimeoutClosesSilentPeers(t *testing.T) {
 	assert.Equal(t, uint64(1), l.Status().Counters.ProtocolErrors)
 }
 
-// rawListener plays a provider by hand: it accepts one dialler, completes
-// the handshake and answers its request with an offer.
-func rawProvider(t *testing.T, path string, offer wire.OfferService) (*rawPeer, *wire.ConnectService) {
+// rawProvider plays a provider by hand: it accepts one dialler, completes
+// the handshake announcing caps, and answers its request with an offer.
+func rawProvider(t *testing.T, path string, caps uint32, offer wire.OfferService) (*rawPeer, *wire.ConnectService) {
 	l, err := transport.Listen(path, transport.ListenConfig{})
 	require.NoError(t, err)
 	t.Cleanup(func() { l.Close() })
@@ -248,7 +235,7 @@ func rawProvider(t *testing.T, path string, offer wire.OfferService) (*rawPeer, 
 		return m
 	}
 	require.IsType(t, &wire.Connect{}, next())
-	r.sendMsg(&wire.ConnectReply{Status: wire.StatusOK, Version: wire.Version, Caps: wire.CapAll, MaxPacket: wire.MaxPacket})
+	r.sendMsg(&wire.ConnectReply{Status: wire.StatusOK, Version: wire.Version, Caps: caps, MaxPacket: wire.MaxPacket})
 	require.IsType(t, &wire.RequestService{}, next())
 	r.sendMsg(&offer)
 	cs, ok := next().(*wire.ConnectService)
@@ -261,7 +248,7 @@ func TestConsumerSurvivesAReplyPayloadWithoutAPool(t *testing.T) {
 	d := dial(t, path, nil)
 	px, err := d.Require(sensor, nil)
 	require.NoError(t, err)
-	r, cs := rawProvider(t, path, wire.OfferService{Service: sensor.wire(), Offered: true})
+	r, cs := rawProvider(t, path, wire.CapAll, wire.OfferService{Service: sensor.wire(), Offered: true})
 	// Accept the binding with no pool (the service has no events or methods)...
 	r.sendMsg(&wire.ConnectServiceReply{RequiredID: cs.RequiredID, ProvidedID: 5, Status: wire.StatusOK})
 	eventually(t, px.Available, "bound")
@@ -281,4 +268,36 @@ func TestLongRejectionReasonsReachTheDialler(t *testing.T) {
 	assert.Contains(t, msg, "permission denied")
 	assert.True(t, utf8.ValidString(msg))
 	assert.Contains(t, msg, strings.Repeat("é", 100))
+}
+
+// Against a provider that announces no capabilities the consumer sends
+// nothing the provider cannot take: no call pool, no calls, no update
+// requests, and initial-value subscriptions as plain ones.
+func TestConsumerRespectsAPeersMissingCapabilities(t *testing.T) {
+	path := socketPath(t)
+	d := dial(t, path, nil)
+	px, err := d.Require(sensor, nil)
+	require.NoError(t, err)
+	r, cs := rawProvider(t, path, 0, wire.OfferService{Service: sensor.wire(), Offered: true, Methods: 1, Events: 1})
+	assert.False(t, cs.HasPool, "no call pool without the methods capability")
+	pool, err := shm.NewPool("raw-provider", shm.Geometry{SlotSize: 64, SlotCount: 1})
+	require.NoError(t, err)
+	defer pool.Close()
+	r.send(encode(t, &wire.ConnectServiceReply{RequiredID: cs.RequiredID, ProvidedID: 5, Status: wire.StatusOK,
+		Methods: 1, Events: 1, HasPool: true, Pool: wire.Geometry{SlotSize: 64, SlotCount: 1}}), pool.Fd())
+	eventually(t, px.Available, "bound")
+
+	_, err = px.Call(context.Background(), 0, nil)
+	assert.ErrorIs(t, err, ErrUnsupported)
+	assert.ErrorIs(t, px.Send(0, nil), ErrUnsupported)
+	require.NoError(t, px.Subscribe(0, InitialValue, func(*Sample) {}))
+	pkt, err := r.recv()
+	require.NoError(t, err)
+	m, _, err := wire.Decode(pkt)
+	require.NoError(t, err)
+	sub, ok := m.(*wire.SubscribeEvent)
+	require.True(t, ok, "got %T", m)
+	assert.Equal(t, wire.ModeUpdates, sub.Mode, "initial value needs the fields capability")
+	assert.ErrorIs(t, px.RequestUpdate(0), ErrUnsupported)
+	assert.Zero(t, d.Status().Counters.ProtocolErrors)
 }

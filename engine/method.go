@@ -160,7 +160,7 @@ func (c Call) finish(result wire.Result, code int32, data []byte) error {
 		return fmt.Errorf("engine: replying: %w", err)
 	}
 	b.forgetCall(c.id, req)
-	b.peer.queue(&wire.CallMethodReply{RequiredID: b.requiredID, InvocationID: c.id, Result: result, Code: code, Payload: pl}, -1)
+	b.peer.queueCallReply(wire.CallMethodReply{RequiredID: b.requiredID, InvocationID: c.id, Result: result, Code: code, Payload: pl})
 	return nil
 }
 
@@ -181,7 +181,7 @@ func shareCopy(pool *shm.Pool, data []byte, reader shm.ReaderID) (wire.Payload, 
 		return wire.Payload{Slot: wire.NoSlot}, nil
 	}
 	if size := pool.Geometry().SlotSize; len(data) > int(size) {
-		return wire.Payload{}, fmt.Errorf("%w: %d bytes, slot holds %d", ErrTooLarge, len(data), size)
+		return wire.Payload{}, tooLarge(len(data), size)
 	}
 	slot, err := pool.Alloc()
 	if err != nil {
@@ -202,7 +202,7 @@ func (b *provBinding) releaseRequest(pl wire.Payload) {
 		return
 	}
 	if !b.closed {
-		b.peer.queue(&wire.PayloadConsumed{Handle: b.requiredID, Payload: pl}, -1)
+		b.peer.queueConsumed(b.requiredID, pl)
 	}
 	b.callView.Unref()
 }
@@ -211,9 +211,14 @@ func (b *provBinding) releaseRequest(pl wire.Payload) {
 func (b *provBinding) middlewareReply(m *wire.CallMethod, st wire.Status) {
 	b.releaseRequest(m.Payload)
 	if !m.FireAndForget {
-		b.peer.queue(&wire.CallMethodReply{RequiredID: b.requiredID, InvocationID: m.InvocationID,
-			Result: wire.ResultMiddleware, Code: int32(st), Payload: wire.Payload{Slot: wire.NoSlot}}, -1)
+		b.failCall(m.InvocationID, st)
 	}
+}
+
+// failCall answers a call with a middleware error and no payload.
+func (b *provBinding) failCall(id uint64, st wire.Status) {
+	b.peer.queueCallReply(wire.CallMethodReply{RequiredID: b.requiredID, InvocationID: id,
+		Result: wire.ResultMiddleware, Code: int32(st), Payload: wire.Payload{Slot: wire.NoSlot}})
 }
 
 func (n *Node) onCallMethod(p *peer, m *wire.CallMethod) error {
@@ -254,7 +259,7 @@ func (n *Node) onCallMethod(p *peer, m *wire.CallMethod) error {
 	if !m.FireAndForget {
 		b.calls[m.InvocationID] = pendingRequest{payload: m.Payload, method: m.Method}
 		p.pendingCalls++
-		p.queue(&wire.CallMethodHandle{RequiredID: b.requiredID, InvocationID: m.InvocationID}, -1)
+		p.queueCallHandle(wire.CallMethodHandle{RequiredID: b.requiredID, InvocationID: m.InvocationID})
 	}
 	o.stats.Calls++
 	n.enqueue(callback{call: Call{b: b, id: m.InvocationID, method: m.Method, ff: m.FireAndForget, data: data}, ffPayload: m.Payload})
@@ -291,8 +296,7 @@ func (b *provBinding) abortCall(id uint64) {
 	}
 	b.forgetCall(id, req)
 	if !req.cancelled && !b.closed {
-		b.peer.queue(&wire.CallMethodReply{RequiredID: b.requiredID, InvocationID: id, Result: wire.ResultMiddleware,
-			Code: int32(wire.StatusHandlerFailed), Payload: wire.Payload{Slot: wire.NoSlot}}, -1)
+		b.failCall(id, wire.StatusHandlerFailed)
 	}
 }
 
@@ -369,10 +373,10 @@ type pendingCall struct {
 	id        uint64
 	method    uint16
 	deadline  time.Time
-	heapIndex int // in Node.callTimers, -1 when not there
-	accepted  bool
+	heapIndex int                 // in Node.callTimers, -1 when not there
 	done      func(*Reply, error) // CallAsync completion; nil for Call
-	ch        chan struct{}       // Call: signalled on completion
+	blocking  bool                // Call: completion signals ch
+	ch        chan struct{}       // kept across reuse, so made once per pooled call
 	reply     *Reply
 	err       error
 	finished  bool
@@ -412,8 +416,7 @@ type CallOptions struct {
 // to arrive (use CallAsync there).
 func (px *Proxy) Call(ctx context.Context, method uint16, req []byte) (*Reply, error) {
 	n := px.n
-	pc := n.newPendingCall()
-	pc.ch = n.callSignal()
+	pc := n.newPendingCall(true)
 	if _, err := px.startCall(pc, method, req, CallOptions{}); err != nil {
 		n.recycleCall(pc)
 		return nil, err
@@ -447,7 +450,7 @@ func (px *Proxy) CallAsync(method uint16, req []byte, opts CallOptions, done fun
 		return PendingCall{}, fmt.Errorf("%w: nil completion", ErrInvalidConfig)
 	}
 	n := px.n
-	pc := n.newPendingCall()
+	pc := n.newPendingCall(false)
 	pc.done = done
 	id, err := px.startCall(pc, method, req, opts)
 	if err != nil {
@@ -501,7 +504,7 @@ func (px *Proxy) startCall(pc *pendingCall, method uint16, req []byte, opts Call
 		}
 	}
 	px.stats.Calls++
-	b.peer.queue(&wire.CallMethod{ProvidedID: b.providedID, InvocationID: id, Method: method, FireAndForget: pc == nil, Payload: pl}, -1)
+	b.peer.queueCall(wire.CallMethod{ProvidedID: b.providedID, InvocationID: id, Method: method, FireAndForget: pc == nil, Payload: pl})
 	return id, nil
 }
 
@@ -516,7 +519,7 @@ func (n *Node) completeCall(pc *pendingCall, reply *Reply, err error) {
 		heap.Remove(&n.callTimers, pc.heapIndex)
 	}
 	pc.reply, pc.err = reply, err
-	if pc.ch != nil {
+	if pc.blocking {
 		pc.ch <- struct{}{}
 		return
 	}
@@ -551,9 +554,7 @@ func (n *Node) onCallMethodHandle(p *peer, m *wire.CallMethodHandle) error {
 	if b == nil {
 		return err
 	}
-	if pc := b.calls[m.InvocationID]; pc != nil {
-		pc.accepted = true
-	}
+	// The provider accepted the call; nothing more to do until its reply.
 	return nil
 }
 
@@ -584,7 +585,7 @@ func (n *Node) onCallMethodReply(p *peer, m *wire.CallMethodReply) error {
 		return nil
 	}
 	var reply *Reply
-	if pc.ch == nil {
+	if !pc.blocking {
 		reply = n.newReply()
 	} else {
 		reply = new(Reply) // handed to Call's caller: never reused
@@ -615,39 +616,33 @@ func (n *Node) failCalls(b *consBinding, err error) {
 
 // Pools of reusable call state (guarded by Node.mu unless noted).
 
-func (n *Node) newPendingCall() *pendingCall {
+// newPendingCall takes a call record from the pool; a blocking one (Call)
+// gets a signal channel, made once and kept with the record.
+func (n *Node) newPendingCall(blocking bool) *pendingCall {
 	n.mu.Lock()
-	defer n.mu.Unlock()
+	var pc *pendingCall
 	if k := len(n.freeCalls); k > 0 {
-		pc := n.freeCalls[k-1]
+		pc = n.freeCalls[k-1]
 		n.freeCalls = n.freeCalls[:k-1]
-		return pc
+	} else {
+		pc = &pendingCall{heapIndex: -1}
 	}
-	return &pendingCall{heapIndex: -1}
+	n.mu.Unlock()
+	pc.blocking = blocking
+	if blocking && pc.ch == nil {
+		pc.ch = make(chan struct{}, 1)
+	}
+	return pc
 }
 
 // recycleCall returns a finished (or never started) pc to the pool; its id
-// changes, so stale PendingCall handles no longer match it.
+// changes, so stale PendingCall handles no longer match it. Its channel is
+// empty again (the one completion signal was received).
 func (n *Node) recycleCall(pc *pendingCall) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	ch := pc.ch
-	*pc = pendingCall{heapIndex: -1}
-	if ch != nil {
-		n.freeSignals = append(n.freeSignals, ch)
-	}
+	*pc = pendingCall{heapIndex: -1, ch: pc.ch}
 	n.freeCalls = append(n.freeCalls, pc)
-}
-
-func (n *Node) callSignal() chan struct{} {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	if k := len(n.freeSignals); k > 0 {
-		ch := n.freeSignals[k-1]
-		n.freeSignals = n.freeSignals[:k-1]
-		return ch
-	}
-	return make(chan struct{}, 1)
 }
 
 func (n *Node) newReply() *Reply {

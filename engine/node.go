@@ -79,7 +79,6 @@ type Node struct {
 	freeSamples []*Sample
 	freeReplies []*Reply
 	freeCalls   []*pendingCall
-	freeSignals []chan struct{}
 }
 
 // token values below firstPeerToken are reserved.
@@ -243,15 +242,14 @@ func (n *Node) dispatch(timeout time.Duration) (events, ran int, err error) {
 	n.run, n.callbacks = n.callbacks, n.run[:0]
 	n.mu.Unlock()
 
-	ran, err = n.runCallbacks()
-	return k, ran, err
+	return k, n.runCallbacks(), nil
 }
 
 // runCallbacks runs the batch taken from the queue, then releases (in one
 // batch of Payload_consumed messages) the samples whose handlers did not keep
 // them. If a callback panics, the rest of the batch is put back in front of
 // the queue before the panic goes on, so no sample (and no slot) is lost.
-func (n *Node) runCallbacks() (ran int, err error) {
+func (n *Node) runCallbacks() (ran int) {
 	batch := n.run
 	defer func() {
 		n.mu.Lock()
@@ -291,7 +289,7 @@ func (n *Node) runCallbacks() (ran int, err error) {
 		}
 		ran++
 	}
-	return ran, nil
+	return ran
 }
 
 // Run dispatches until ctx is done or the node is closed. It returns nil
@@ -312,7 +310,7 @@ func (n *Node) Run(ctx context.Context) error {
 	var derr error
 	// One closure for the whole loop: RawConn.Read takes it as an interface.
 	dispatchReady := func(uintptr) bool {
-		if ctx.Err() != nil || n.isClosed() {
+		if ctx.Err() != nil {
 			return true
 		}
 		var k, ran int
@@ -336,19 +334,21 @@ func (n *Node) Run(ctx context.Context) error {
 
 // readinessWaiter registers a duplicate of the node's epoll fd with Go's
 // network poller: its RawConn.Read parks the goroutine until Fd is readable.
-// Close closes it too, which ends a parked Read at once.
+// Close ends a parked Read by setting a past deadline on it.
 func (n *Node) readinessWaiter() (syscall.RawConn, func(), error) {
-	// Under the lock, an open node's poller cannot be closed.
+	// Under the lock, an open node's poller cannot be closed, and Close
+	// finds the waiter registered.
 	if err := n.lockChecked(); err != nil {
 		return nil, nil, err
 	}
+	defer n.mu.Unlock()
 	fd, err := unix.FcntlInt(uintptr(n.poller.Fd()), unix.F_DUPFD_CLOEXEC, 0)
-	n.mu.Unlock()
-	if err != nil {
-		return nil, nil, fmt.Errorf("engine: duplicating the poller fd: %w", err)
+	if err == nil {
+		if err = unix.SetNonblock(fd, true); err != nil {
+			unix.Close(fd)
+		}
 	}
-	if err := unix.SetNonblock(fd, true); err != nil {
-		unix.Close(fd)
+	if err != nil {
 		return nil, nil, fmt.Errorf("engine: duplicating the poller fd: %w", err)
 	}
 	f := os.NewFile(uintptr(fd), "gwipc-poller")
@@ -357,12 +357,7 @@ func (n *Node) readinessWaiter() (syscall.RawConn, func(), error) {
 		f.Close()
 		return nil, nil, fmt.Errorf("engine: watching the poller fd: %w", err)
 	}
-	if err := n.lockChecked(); err != nil {
-		f.Close()
-		return nil, nil, err
-	}
 	n.waiters[f] = struct{}{}
-	n.mu.Unlock()
 	return rc, func() {
 		n.mu.Lock()
 		delete(n.waiters, f)

@@ -142,7 +142,7 @@ func (o *Offer) publishCopy(ctx context.Context, wait bool, event uint16, data [
 	buf := l.Bytes()
 	if len(data) > len(buf) {
 		l.Discard()
-		return fmt.Errorf("%w: %d bytes, slot holds %d", ErrTooLarge, len(data), len(buf))
+		return tooLarge(len(data), uint32(len(buf)))
 	}
 	copy(buf, data)
 	return l.Publish(len(data))
@@ -208,7 +208,7 @@ func (o *Offer) usablePool(event uint16) (*shm.Pool, error) {
 		return nil, ErrClosed
 	}
 	if event >= o.cfg.Events {
-		return nil, fmt.Errorf("%w: %d (service has %d events)", ErrUnknownEvent, event, o.cfg.Events)
+		return nil, unknownEvent(event, o.cfg.Events)
 	}
 	return o.ensurePool(nil)
 }
@@ -269,7 +269,7 @@ func (l Loan) Publish(size int) error {
 	n.mu.Lock()
 	defer n.unlock()
 	if size < 0 || size > int(o.pool.Geometry().SlotSize) {
-		return fmt.Errorf("%w: %d bytes, slot holds %d", ErrTooLarge, size, o.pool.Geometry().SlotSize)
+		return tooLarge(size, o.pool.Geometry().SlotSize)
 	}
 	if !l.close() {
 		return ErrLoanDone
@@ -336,9 +336,7 @@ func (o *Offer) sendUpdate(b *provBinding, event uint16, seq uint64, slot, size 
 		b.drops[event]++
 		return
 	}
-	m := &p.outUpdate
-	*m = wire.EventUpdate{RequiredID: b.requiredID, Event: event, Seq: seq, Requested: requested, Payload: wire.Payload{Slot: slot, Len: size}}
-	p.queue(m, -1)
+	p.queueUpdate(wire.EventUpdate{RequiredID: b.requiredID, Event: event, Seq: seq, Requested: requested, Payload: wire.Payload{Slot: slot, Len: size}})
 	o.stats.Sent++
 }
 

@@ -121,9 +121,46 @@ type peer struct {
 
 	stats peerStats
 
-	// Scratch messages reused on hot paths (guarded by Node.mu).
-	outUpdate   wire.EventUpdate
-	outConsumed wire.PayloadConsumed
+	out outbox
+}
+
+// outbox holds one reusable message of each type sent per payload (guarded
+// by Node.mu). A message built in a local and passed to queue, whose
+// parameter is an interface, would escape to the heap: one allocation per
+// message. The queue* methods below are the hot senders.
+type outbox struct {
+	update   wire.EventUpdate
+	consumed wire.PayloadConsumed
+	call     wire.CallMethod
+	handle   wire.CallMethodHandle
+	reply    wire.CallMethodReply
+}
+
+func (p *peer) queueUpdate(m wire.EventUpdate) {
+	p.out.update = m
+	p.queue(&p.out.update, -1)
+}
+
+// queueConsumed releases one payload in the peer's pool; handle is the
+// peer's handle of the binding.
+func (p *peer) queueConsumed(handle uint64, pl wire.Payload) {
+	p.out.consumed = wire.PayloadConsumed{Handle: handle, Payload: pl}
+	p.queue(&p.out.consumed, -1)
+}
+
+func (p *peer) queueCall(m wire.CallMethod) {
+	p.out.call = m
+	p.queue(&p.out.call, -1)
+}
+
+func (p *peer) queueCallHandle(m wire.CallMethodHandle) {
+	p.out.handle = m
+	p.queue(&p.out.handle, -1)
+}
+
+func (p *peer) queueCallReply(m wire.CallMethodReply) {
+	p.out.reply = m
+	p.queue(&p.out.reply, -1)
 }
 
 type offerSeen struct {

@@ -519,6 +519,28 @@ func (p *peerProc) never(prefix string) {
 	}
 }
 
+// subscribeTo requires service name, waits until it is available, subscribes
+// to ev (with options such as "hold" or "initial") and waits for the ack.
+func (p *peerProc) subscribeTo(name string, ev int, opts ...string) {
+	p.t.Helper()
+	p.do("require %s", name)
+	p.expect("avail " + name + " true")
+	p.do("subscribe %s %d %s", name, ev, strings.Join(opts, " "))
+	p.expect(fmt.Sprintf("suback %s %d <nil>", name, ev))
+}
+
+// providerWithConsumer starts a listening provider offering "a" (offerArgs)
+// and a dialling consumer subscribed to its event 0.
+func providerWithConsumer(t *testing.T, offerArgs string) (path string, prov, cons *peerProc) {
+	t.Helper()
+	path = socketPath(t)
+	prov = startPeer(t, "listen", path, "provider")
+	prov.do("offer a %s", offerArgs)
+	cons = startPeer(t, "dial", path, "consumer")
+	cons.subscribeTo("a", 0)
+	return path, prov, cons
+}
+
 func (p *peerProc) status() Status {
 	p.t.Helper()
 	var st Status

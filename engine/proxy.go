@@ -258,7 +258,7 @@ func (px *Proxy) Subscribe(event uint16, mode SubscribeMode, handler func(*Sampl
 	}
 	b := px.bind
 	if b != nil && b.connected && event >= b.events {
-		return fmt.Errorf("%w: %d (service has %d events)", ErrUnknownEvent, event, b.events)
+		return unknownEvent(event, b.events)
 	}
 	s := px.subs[event]
 	if s == nil {
@@ -497,7 +497,5 @@ func (n *Node) consume(b *consBinding, pl wire.Payload) {
 	if p.required[b.requiredID] != b {
 		return // binding gone: the provider released our references itself
 	}
-	m := &p.outConsumed
-	*m = wire.PayloadConsumed{Handle: b.providedID, Payload: pl}
-	p.queue(m, -1)
+	p.queueConsumed(b.providedID, pl)
 }

@@ -205,10 +205,7 @@ func TestFanOutToManyConsumersSharesOneSlot(t *testing.T) {
 	var cons []*peerProc
 	for i := range 3 {
 		c := startPeer(t, "dial", path, fmt.Sprintf("consumer%d", i))
-		c.do("require a")
-		c.expect("avail a true")
-		c.do("subscribe a 0 hold")
-		c.expect("suback a 0 <nil>")
+		c.subscribeTo("a", 0, "hold")
 		cons = append(cons, c)
 	}
 	prov.do("publish a 0 shared")
