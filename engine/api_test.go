@@ -17,7 +17,7 @@ import (
 
 // boundPair returns a listener offering sensor (events, geometry) and a
 // dialler subscribed to event 0, with received samples sent to the channel.
-func boundPair(t *testing.T, cfg *OfferConfig, handler func(*Sample)) (*Offer, *Proxy, *Node, *Node) {
+func boundPair(t *testing.T, cfg *OfferConfig, handler func(Sample)) (*Offer, *Proxy, *Node, *Node) {
 	path := socketPath(t)
 	l := listen(t, path, nil)
 	d := dial(t, path, nil)
@@ -117,7 +117,7 @@ func TestPublishErrors(t *testing.T) {
 func TestLoanPublishesInPlace(t *testing.T) {
 	got := make(chan string, 1)
 	o, _, _, _ := boundPair(t, &OfferConfig{Events: 1, Geometry: shm.Geometry{SlotSize: 64, SlotCount: 2}},
-		func(s *Sample) { got <- string(s.Data()) })
+		func(s Sample) { got <- string(s.Data()) })
 	l, err := o.Loan(0)
 	require.NoError(t, err)
 	require.Len(t, l.Bytes(), 64)
@@ -129,9 +129,9 @@ func TestLoanPublishesInPlace(t *testing.T) {
 }
 
 func TestKeptSampleHoldsItsSlotUntilReleased(t *testing.T) {
-	kept := make(chan *Sample, 1)
+	kept := make(chan Sample, 1)
 	o, _, l, _ := boundPair(t, &OfferConfig{Events: 1, Geometry: shm.Geometry{SlotSize: 16, SlotCount: 1}},
-		func(s *Sample) { s.Keep(); kept <- s })
+		func(s Sample) { s.Keep(); kept <- s })
 	require.NoError(t, o.Publish(0, []byte("keep me")))
 	s := <-kept
 	assert.Equal(t, "keep me", string(s.Data()))
@@ -141,7 +141,7 @@ func TestKeptSampleHoldsItsSlotUntilReleased(t *testing.T) {
 	s.Release()
 	s.Release() // idempotent
 	assert.Nil(t, s.Data())
-	eventually(t, func() bool { return l.Status().Offers[0].Pool.InUse == 0 }, "slot back")
+	eventually(t, func() bool { return slotsInUse(l.Status().Offers[0]) == 0 }, "slot back")
 	require.NoError(t, o.Publish(0, []byte("x")))
 }
 
@@ -149,7 +149,7 @@ func TestFailedPublishLeavesNoSequenceGap(t *testing.T) {
 	block := make(chan struct{})
 	seqs := make(chan uint64, 8)
 	o, _, _, d := boundPair(t, &OfferConfig{Events: 1, Geometry: shm.Geometry{SlotSize: 8, SlotCount: 1}},
-		func(s *Sample) { seqs <- s.Seq(); <-block })
+		func(s Sample) { seqs <- s.Seq(); <-block })
 	require.NoError(t, o.Publish(0, []byte("1")))
 	require.Equal(t, uint64(1), <-seqs) // the handler now holds the only slot
 	assert.ErrorIs(t, o.Publish(0, []byte("2")), ErrNoSlot)
@@ -168,14 +168,14 @@ func TestClosedNodeRefusesEverything(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, n.Close())
 	require.NoError(t, n.Close())
-	_, err = n.Dispatch(0)
+	_, _, err = n.Dispatch(0)
 	assert.ErrorIs(t, err, ErrClosed)
 	_, err = n.Offer(testService("x"), nil)
 	assert.ErrorIs(t, err, ErrClosed)
 	_, err = n.Require(testService("x"), nil)
 	assert.ErrorIs(t, err, ErrClosed)
 	assert.ErrorIs(t, o.Publish(0, nil), ErrClosed)
-	assert.ErrorIs(t, px.Subscribe(0, Updates, func(*Sample) {}), ErrClosed)
+	assert.ErrorIs(t, px.Subscribe(0, Updates, func(Sample) {}), ErrClosed)
 }
 
 func TestDispatchDrivenByTheCaller(t *testing.T) {
@@ -191,7 +191,7 @@ func TestDispatchDrivenByTheCaller(t *testing.T) {
 	var got []string
 	px, err := d.Require(sensor, nil)
 	require.NoError(t, err)
-	require.NoError(t, px.Subscribe(0, Updates, func(s *Sample) { got = append(got, string(s.Data())) }))
+	require.NoError(t, px.Subscribe(0, Updates, func(s Sample) { got = append(got, string(s.Data())) }))
 
 	// One goroutine, two nodes, poll(2) on both fds: what a C event loop does.
 	pump := func(until func() bool) {
@@ -204,9 +204,9 @@ func TestDispatchDrivenByTheCaller(t *testing.T) {
 			if err != nil && err != unix.EINTR {
 				require.NoError(t, err)
 			}
-			_, err = l.Dispatch(0)
+			_, _, err = l.Dispatch(0)
 			require.NoError(t, err)
-			_, err = d.Dispatch(0)
+			_, _, err = d.Dispatch(0)
 			require.NoError(t, err)
 		}
 	}
@@ -226,7 +226,7 @@ func TestConcurrentDispatchIsRefused(t *testing.T) {
 		n.Dispatch(-1)
 	}()
 	<-entered
-	eventually(t, func() bool { _, err := n.Dispatch(0); return err == ErrBusy }, "second dispatcher refused")
+	eventually(t, func() bool { _, _, err := n.Dispatch(0); return err == ErrBusy }, "second dispatcher refused")
 	require.NoError(t, n.Close()) // wakes the blocked dispatcher
 }
 
@@ -283,7 +283,7 @@ func TestInvalidConfig(t *testing.T) {
 }
 
 func TestStatusMarshalsToJSON(t *testing.T) {
-	_, _, l, d := boundPair(t, &OfferConfig{Events: 1}, func(*Sample) {})
+	_, _, l, d := boundPair(t, &OfferConfig{Events: 1}, func(Sample) {})
 	for _, n := range []*Node{l, d} {
 		b, err := json.Marshal(n.Status())
 		require.NoError(t, err)
@@ -320,8 +320,8 @@ func TestCloseLeaksNothing(t *testing.T) {
 		require.NoError(t, err)
 		px, err := d.Require(sensor, nil)
 		require.NoError(t, err)
-		kept := make(chan *Sample, 1)
-		require.NoError(t, px.Subscribe(0, Updates, func(s *Sample) { s.Keep(); kept <- s }))
+		kept := make(chan Sample, 1)
+		require.NoError(t, px.Subscribe(0, Updates, func(s Sample) { s.Keep(); kept <- s }))
 		eventually(t, func() bool { st, _ := px.Subscription(0); return st == SubscriptionActive }, "subscribed")
 		require.NoError(t, o.Publish(0, []byte("x")))
 		s := <-kept
@@ -343,8 +343,8 @@ func TestCloseLeaksNothing(t *testing.T) {
 }
 
 func TestReleasingNilIsHarmless(t *testing.T) {
-	var r *Reply
-	var s *Sample
+	var r Reply
+	var s Sample
 	r.Release()
 	s.Release()
 }
@@ -354,7 +354,7 @@ func TestReleasingNilIsHarmless(t *testing.T) {
 func TestHotPathsDoNotAllocate(t *testing.T) {
 	got := make(chan struct{}, 1)
 	o, px, _, _ := boundPair(t, &OfferConfig{Events: 1, Methods: 1, OnCall: func(c Call) { c.Reply(c.Data()) }},
-		func(*Sample) { got <- struct{}{} })
+		func(Sample) { got <- struct{}{} })
 	data := make([]byte, 64)
 	publish := func() {
 		for o.Publish(0, data) != nil { // a slot may still be on its way back
@@ -362,7 +362,7 @@ func TestHotPathsDoNotAllocate(t *testing.T) {
 		<-got
 	}
 	done := make(chan error, 1)
-	complete := func(_ *Reply, err error) { done <- err }
+	complete := func(_ Reply, err error) { done <- err }
 	call := func() {
 		if _, err := px.CallAsync(0, data, CallOptions{}, complete); err != nil {
 			t.Fatal(err)

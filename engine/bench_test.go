@@ -22,7 +22,7 @@ const benchPayload = 64
 // benchPair connects a listener offering benchSvc (event 0, 64 slots of
 // 64 bytes) and a dialler subscribed to event 0 with handler, both running.
 // It returns once the subscription is active.
-func benchPair(b *testing.B, handler func(*Sample)) *Offer {
+func benchPair(b *testing.B, handler func(Sample)) *Offer {
 	b.Helper()
 	path := socketPath(b)
 	l := listen(b, path, &Config{Name: "bench-provider"})
@@ -62,7 +62,7 @@ func publishRetry(b *testing.B, o *Offer, data []byte) (noSlot int) {
 func BenchmarkPublishDeliver(b *testing.B) {
 	b.Run("lockstep", func(b *testing.B) {
 		done := make(chan struct{}, 1)
-		offer := benchPair(b, func(*Sample) { done <- struct{}{} })
+		offer := benchPair(b, func(Sample) { done <- struct{}{} })
 		data := make([]byte, benchPayload)
 		noSlot := 0
 		b.SetBytes(benchPayload)
@@ -78,7 +78,7 @@ func BenchmarkPublishDeliver(b *testing.B) {
 	b.Run("pipelined", func(b *testing.B) {
 		const window = 32
 		done := make(chan struct{}, window)
-		offer := benchPair(b, func(*Sample) { done <- struct{}{} })
+		offer := benchPair(b, func(Sample) { done <- struct{}{} })
 		data := make([]byte, benchPayload)
 		noSlot := 0
 		b.SetBytes(benchPayload)
@@ -171,7 +171,7 @@ func BenchmarkCallAsync(b *testing.B) {
 	eventually(b, px.Available, "available")
 	req := make([]byte, 64)
 	done := make(chan error, 1)
-	complete := func(_ *Reply, err error) { done <- err }
+	complete := func(_ Reply, err error) { done <- err }
 	b.ReportAllocs()
 	b.SetBytes(int64(len(req)))
 	for b.Loop() {

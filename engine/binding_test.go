@@ -27,7 +27,7 @@ func TestFieldInitialValueOnSubscribe(t *testing.T) {
 		tp.prov.never("updreq")
 		tp.prov.do("publish a 1 v3")
 		tp.cons.expect("recv a 1 3 v3")
-		st := tp.prov.waitStatus(func(s Status) bool { return s.Offers[0].Pool.InUse == 1 }, "only the cached value's slot stays in use")
+		st := tp.prov.waitStatus(func(s Status) bool { return slotsInUse(s.Offers[0]) == 1 }, "only the cached value's slot stays in use")
 		require.Len(t, st.Offers[0].Fields, 1)
 		assert.True(t, st.Offers[0].Fields[0].Cached)
 		assert.Equal(t, uint64(3), st.Offers[0].Fields[0].Seq)
@@ -339,9 +339,9 @@ func TestOneSlowSubscriberDoesNotStallTheOthers(t *testing.T) {
 }
 
 func TestPublishWaitForASlot(t *testing.T) {
-	kept := make(chan *Sample, 1)
+	kept := make(chan Sample, 1)
 	o, _, _, _ := boundPair(t, &OfferConfig{Events: 1, Geometry: shm.Geometry{SlotSize: 8, SlotCount: 1}},
-		func(s *Sample) { s.Keep(); kept <- s })
+		func(s Sample) { s.Keep(); kept <- s })
 	require.NoError(t, o.Publish(0, []byte("1")))
 	s := <-kept
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)

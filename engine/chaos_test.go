@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/gwipc/gwipc/engine/internal/transport"
-	"github.com/gwipc/gwipc/engine/wire"
+	"github.com/gwipc/gwipc/engine/internal/wire"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -131,7 +131,7 @@ func TestHostilePeerCannotDisturbOthers(t *testing.T) {
 	}, "only the good consumer is left, holding nothing")
 	assert.Equal(t, "consumer", st.Peers[0].Name)
 	eventually(t, func() bool { return prov.fdCount() == baseline }, "no socket or memfd leaked (baseline %d)", baseline)
-	prov.waitStatus(func(s Status) bool { return s.Offers[0].Pool.InUse <= 1 }, "no slot leaked (one may hold the field's cached value)")
+	prov.waitStatus(func(s Status) bool { return slotsInUse(s.Offers[0]) <= 1 }, "no slot leaked (one may hold the field's cached value)")
 }
 
 // goodHolds is how many slots the peer named "consumer" holds.

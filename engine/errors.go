@@ -4,22 +4,25 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/gwipc/gwipc/engine/wire"
+	"github.com/gwipc/gwipc/engine/internal/wire"
 	"github.com/gwipc/gwipc/shm"
 )
 
 // Errors returned by the engine. Wrapped errors keep these as their cause, so
 // test with errors.Is.
 var (
-	// ErrClosed is returned by any call on a closed Node, Offer or Proxy.
+	// ErrClosed is returned by any call on a closed Node, Offer or Proxy, and
+	// by Call.Reply and Call.Fail once the node is closed.
 	ErrClosed = errors.New("engine: closed")
-	// ErrBusy is returned by Dispatch when another goroutine is dispatching.
-	ErrBusy = errors.New("engine: another goroutine is dispatching")
+	// ErrBusy is returned by Dispatch and Run when another goroutine already
+	// dispatches the node (or Run runs it), and by Dispatch called from one of
+	// the node's own callbacks.
+	ErrBusy = errors.New("engine: the node is dispatched by another loop")
 	// ErrInvalidService is returned for a malformed service or instance id.
 	ErrInvalidService = errors.New("engine: invalid service identifier")
 	// ErrDuplicate is returned when the node already offers or requires the
-	// same service instance.
-	ErrDuplicate = errors.New("engine: service instance already offered or required on this node")
+	// same service instance, or already has a command of that name.
+	ErrDuplicate = errors.New("engine: already registered on this node")
 	// ErrUnknownEvent is returned for an event id outside the service's range.
 	ErrUnknownEvent = errors.New("engine: unknown event id")
 	// ErrNoSlot is returned when every slot of the pool is in use. It is
@@ -32,19 +35,68 @@ var (
 	// ErrNotAvailable is returned when the service is not (or no longer)
 	// available to a proxy.
 	ErrNotAvailable = errors.New("engine: service not available")
-	// ErrInvalidConfig is returned for an unusable configuration value.
+	// ErrInvalidConfig is returned for an unusable configuration value or
+	// argument.
 	ErrInvalidConfig = errors.New("engine: invalid configuration")
 	// ErrUnsupported is returned when the bound peer did not announce the
 	// capability an operation needs (methods, fields).
 	ErrUnsupported = errors.New("engine: not supported by the peer")
+	// ErrPeerLost is the reason OnPeerDisconnected reports for a peer whose
+	// connection ended without a Goodbye: it crashed, was killed, or its
+	// connection broke.
+	ErrPeerLost = errors.New("engine: peer lost without saying goodbye")
 )
+
+// StatusCode is a protocol outcome code: why a peer refused a session, a binding
+// or a subscription, or why the middleware failed a call. Values are never
+// renumbered.
+type StatusCode uint8
+
+// Status values, as they travel on the wire (docs/PROTOCOL.md §6).
+const (
+	StatusOK                  = StatusCode(wire.StatusOK)
+	StatusVersionUnsupported  = StatusCode(wire.StatusVersionUnsupported)
+	StatusPermissionDenied    = StatusCode(wire.StatusPermissionDenied)
+	StatusMalformed           = StatusCode(wire.StatusMalformed)
+	StatusQuotaExceeded       = StatusCode(wire.StatusQuotaExceeded)
+	StatusShuttingDown        = StatusCode(wire.StatusShuttingDown)
+	StatusUnknownService      = StatusCode(wire.StatusUnknownService)
+	StatusUnknownEvent        = StatusCode(wire.StatusUnknownEvent)
+	StatusIncompatibleVersion = StatusCode(wire.StatusIncompatibleVersion)
+	StatusUnknownMethod       = StatusCode(wire.StatusUnknownMethod)
+	StatusNoSlot              = StatusCode(wire.StatusNoSlot)
+	StatusNotAvailable        = StatusCode(wire.StatusNotAvailable)
+	StatusDuplicate           = StatusCode(wire.StatusDuplicate)
+	StatusHandlerFailed       = StatusCode(wire.StatusHandlerFailed)
+)
+
+func (s StatusCode) String() string { return wire.Status(s).String() }
+
+// sentinel is the engine error a status stands for, or nil.
+func (s StatusCode) sentinel() error {
+	switch s {
+	case StatusUnknownMethod:
+		return ErrUnknownMethod
+	case StatusNotAvailable, StatusUnknownService:
+		return ErrNotAvailable
+	case StatusNoSlot:
+		return ErrNoSlot
+	case StatusPermissionDenied:
+		return ErrPermissionDenied
+	case StatusQuotaExceeded:
+		return ErrQuotaExceeded
+	case StatusUnknownEvent:
+		return ErrUnknownEvent
+	}
+	return nil
+}
 
 // RejectedError reports that the listener refused the session (a
 // Connect_reply with a non-OK status). The dialler keeps retrying with its
 // maximum back-off; the error is visible in Status and in the log.
 type RejectedError struct {
-	Status wire.Status // why
-	Reason string      // the listener's explanation, if any
+	Status StatusCode // why
+	Reason string     // the listener's explanation, if any
 }
 
 func (e *RejectedError) Error() string {
@@ -53,6 +105,9 @@ func (e *RejectedError) Error() string {
 	}
 	return fmt.Sprintf("engine: connection rejected: %v", e.Status)
 }
+
+// Is matches the sentinel of the status (ErrPermissionDenied, ...).
+func (e *RejectedError) Is(target error) bool { return target != nil && e.Status.sentinel() == target }
 
 // protocolError is why a peer's connection was closed for misbehaving.
 type protocolError struct {

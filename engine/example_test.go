@@ -44,7 +44,7 @@ func Example() {
 		panic(err)
 	}
 	received := make(chan string)
-	proxy.Subscribe(0, engine.Updates, func(s *engine.Sample) {
+	proxy.Subscribe(0, engine.Updates, func(s engine.Sample) {
 		received <- fmt.Sprintf("event %d #%d: %s", s.Event(), s.Seq(), s.Data())
 	})
 	<-subscribed

@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"slices"
 
-	"github.com/gwipc/gwipc/engine/wire"
+	"github.com/gwipc/gwipc/engine/internal/wire"
 )
 
 // Fields: an event declared a field (OfferConfig.Fields) keeps its latest
@@ -106,6 +106,6 @@ func (px *Proxy) RequestUpdate(event uint16) error {
 	case b.peer.caps&wire.CapFields == 0:
 		return fmt.Errorf("%w: fields", ErrUnsupported)
 	}
-	b.peer.queue(&wire.EventUpdateRequest{ProvidedID: b.providedID, Event: event}, -1)
+	b.peer.queue(&wire.EventUpdateRequest{ProvidedID: b.providedID, Event: event})
 	return nil
 }

@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"slices"
 
-	"github.com/gwipc/gwipc/engine/wire"
+	"github.com/gwipc/gwipc/engine/internal/wire"
 )
 
 // FindEvent reports a service instance appearing at, or disappearing from,
@@ -34,12 +34,13 @@ func (n *Node) Find(iface Interface, instance string, fn func(FindEvent)) (*Find
 	if instance == "*" {
 		instance = ""
 	}
-	probe := ServiceID{Interface: iface, Instance: instance}
-	if instance == "" {
-		probe.Instance = "*"
-	}
-	if err := probe.Validate(); err != nil {
+	if err := validName("service id", iface.ID); err != nil {
 		return nil, err
+	}
+	if instance != "" {
+		if err := validName("instance id", instance); err != nil {
+			return nil, err
+		}
 	}
 	if err := n.lockChecked(); err != nil {
 		return nil, err
@@ -53,7 +54,7 @@ func (n *Node) Find(iface Interface, instance string, fn func(FindEvent)) (*Find
 		}
 		f.announce(p, true)
 		for _, seen := range p.offers {
-			if f.matches(seen.svc) {
+			if f.matches(seen.svc) && n.allowed(p, seen.svc, ActionOffer) {
 				f.notify(seen.svc, p, true)
 			}
 		}
@@ -99,7 +100,7 @@ func (f *Finder) announce(p *peer, add bool) {
 	} else {
 		delete(p.announced, f)
 	}
-	p.queue(&wire.FindService{Service: f.pattern, Add: add}, -1)
+	p.queue(&wire.FindService{Service: f.pattern, Add: add})
 }
 
 func (f *Finder) matches(svc ServiceID) bool { return findMatches(f.pattern, svc) }

@@ -61,3 +61,31 @@ func eventually(t testing.TB, cond func() bool, msg string, args ...any) {
 }
 
 var sensor = ServiceID{Interface: Interface{ID: "com.example.sensor", Major: 1, Minor: 0}, Instance: "front"}
+
+// slotsInUse counts the slots an offer's pools have in use: its event pool
+// and the reply pools of its bindings.
+func slotsInUse(o OfferStatus) int {
+	n := 0
+	if o.Pool != nil {
+		n = o.Pool.InUse
+	}
+	for _, b := range o.Bindings {
+		if b.ReplyPool != nil {
+			n += b.ReplyPool.InUse
+		}
+	}
+	return n
+}
+
+// recvWithin receives from ch, failing the test if nothing comes within
+// waitFor.
+func recvWithin[T any](t testing.TB, ch <-chan T, what string) T {
+	t.Helper()
+	select {
+	case v := <-ch:
+		return v
+	case <-time.After(waitFor):
+		t.Fatalf("%s: nothing within %v", what, waitFor)
+		panic("unreachable")
+	}
+}

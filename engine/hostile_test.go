@@ -11,7 +11,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/gwipc/gwipc/engine/internal/transport"
-	"github.com/gwipc/gwipc/engine/wire"
+	"github.com/gwipc/gwipc/engine/internal/wire"
 	"github.com/gwipc/gwipc/shm"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -284,13 +284,13 @@ func TestConsumerRespectsAPeersMissingCapabilities(t *testing.T) {
 	require.NoError(t, err)
 	defer pool.Close()
 	r.send(encode(t, &wire.ConnectServiceReply{RequiredID: cs.RequiredID, ProvidedID: 5, Status: wire.StatusOK,
-		Methods: 1, Events: 1, HasPool: true, Pool: wire.Geometry{SlotSize: 64, SlotCount: 1}}), pool.Fd())
+		Methods: 1, Events: 1, HasEventPool: true, EventPool: wire.Geometry{SlotSize: 64, SlotCount: 1}}), pool.Fd())
 	eventually(t, px.Available, "bound")
 
 	_, err = px.Call(context.Background(), 0, nil)
 	assert.ErrorIs(t, err, ErrUnsupported)
 	assert.ErrorIs(t, px.Send(0, nil), ErrUnsupported)
-	require.NoError(t, px.Subscribe(0, InitialValue, func(*Sample) {}))
+	require.NoError(t, px.Subscribe(0, InitialValue, func(Sample) {}))
 	pkt, err := r.recv()
 	require.NoError(t, err)
 	m, _, err := wire.Decode(pkt)

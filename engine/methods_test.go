@@ -32,7 +32,7 @@ func TestMethodCallReturnsTheReply(t *testing.T) {
 		assert.Equal(t, uint64(3), st.Proxies[0].Counters.Calls)
 		require.NotNil(t, st.Proxies[0].CallPool)
 		tp.cons.waitStatus(func(s Status) bool { return s.Proxies[0].CallPool.InUse == 0 }, "request slots released")
-		tp.prov.waitStatus(func(s Status) bool { return s.Offers[0].Pool.InUse == 0 }, "reply slots released")
+		tp.prov.waitStatus(func(s Status) bool { return slotsInUse(s.Offers[0]) == 0 }, "reply slots released")
 	})
 }
 
@@ -48,8 +48,7 @@ func TestMethodApplicationErrorCarriesCodeAndPayload(t *testing.T) {
 
 func TestMethodMiddlewareErrors(t *testing.T) {
 	bothWays(t, func(t *testing.T, tp *topology) {
-		bound(t, tp, "0 methods=2 nohandler=1")
-		assert.Contains(t, tp.cons.try("call a 0 x"), "unknown method", "the provider has no handler")
+		bound(t, tp, "0 methods=2")
 		assert.Contains(t, tp.cons.try("call a 5 x"), "unknown method id: 5 (service has 2 methods)", "checked before sending")
 		assert.Contains(t, tp.cons.try("call a 0 %s", strings.Repeat("y", 5000)), "payload larger than a slot")
 	})
@@ -108,7 +107,7 @@ func TestProviderKilledMidCallFailsThePendingCalls(t *testing.T) {
 		tp.cons.expect(fmt.Sprintf("done %s err engine: service not available", id1))
 		tp.cons.expect(fmt.Sprintf("done %s err engine: service not available", id2))
 		tp.cons.expect("avail a false")
-		assert.Contains(t, tp.cons.try("call a 0 x"), "service not available")
+		assert.Contains(t, tp.cons.try("call a 0 x 100ms"), "service not available", "a call waits for the service within its context")
 	})
 }
 
@@ -123,7 +122,7 @@ func TestConsumerKilledMidCallReleasesEverything(t *testing.T) {
 		assert.Equal(t, "engine: call cancelled", tp.prov.do("answer a"))
 		st := tp.prov.waitStatus(func(s Status) bool { return len(s.Peers) == 0 }, "consumer gone")
 		assert.Empty(t, st.Offers[0].Bindings)
-		assert.Zero(t, st.Offers[0].Pool.InUse)
+		assert.Zero(t, slotsInUse(st.Offers[0]))
 	})
 }
 
@@ -135,7 +134,7 @@ func TestManyConcurrentCalls(t *testing.T) {
 		tp.cons.do("burst a 200")
 		tp.cons.expect("burst a ok=200 bad=0")
 
-		tp.prov.waitStatus(func(s Status) bool { return s.Offers[0].Pool.InUse == 0 }, "reply slots released")
+		tp.prov.waitStatus(func(s Status) bool { return slotsInUse(s.Offers[0]) == 0 }, "reply slots released")
 	})
 }
 
@@ -160,7 +159,7 @@ func TestReplyArrivingAfterCancelIsReleased(t *testing.T) {
 		for !until() {
 			require.True(t, time.Now().Before(deadline))
 			for _, n := range nodes {
-				_, err := n.Dispatch(time.Millisecond)
+				_, _, err := n.Dispatch(time.Millisecond)
 				require.NoError(t, err)
 			}
 		}
@@ -169,7 +168,7 @@ func TestReplyArrivingAfterCancelIsReleased(t *testing.T) {
 	pump(both, px.Available)
 	var got error
 	completions := 0
-	h, err := px.CallAsync(0, []byte("q"), CallOptions{}, func(r *Reply, err error) { got = err; completions++ })
+	h, err := px.CallAsync(0, []byte("q"), CallOptions{}, func(r Reply, err error) { got = err; completions++ })
 	require.NoError(t, err)
 	var c Call
 	pump(both, func() bool {
@@ -185,7 +184,7 @@ func TestReplyArrivingAfterCancelIsReleased(t *testing.T) {
 	pump([]*Node{d}, func() bool { return completions == 1 })
 	assert.ErrorIs(t, got, ErrCancelled)
 	pump(both, func() bool { return d.Status().Proxies[0].Counters.LateReplies == 1 })
-	pump(both, func() bool { return l.Status().Offers[0].Pool.InUse == 0 })
+	pump(both, func() bool { return slotsInUse(l.Status().Offers[0]) == 0 })
 	assert.Equal(t, 1, completions, "exactly one completion")
 }
 
@@ -221,24 +220,31 @@ func TestBlockingCallAndProviderSideCancelView(t *testing.T) {
 	assert.ErrorIs(t, err, ErrInvalidConfig)
 }
 
-func TestCallWhenUnavailableFails(t *testing.T) {
+// Call waits for the service within its context; Send and CallAsync fail
+// at once.
+func TestCallWaitsForTheServiceWithinItsContext(t *testing.T) {
 	d := dial(t, socketPath(t), nil)
 	px, err := d.Require(sensor, nil)
 	require.NoError(t, err)
-	_, err = px.Call(context.Background(), 0, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	_, err = px.Call(ctx, 0, nil)
 	assert.ErrorIs(t, err, ErrNotAvailable)
+	assert.ErrorIs(t, err, ErrTimeout)
 	assert.ErrorIs(t, px.Send(0, nil), ErrNotAvailable)
+	_, err = px.CallAsync(0, nil, CallOptions{}, func(Reply, error) {})
+	assert.ErrorIs(t, err, ErrNotAvailable)
 	require.NoError(t, px.Close())
 	_, err = px.Call(context.Background(), 0, nil)
 	assert.ErrorIs(t, err, ErrClosed)
 }
 
 func TestAppErrorCode(t *testing.T) {
-	code, ok := AppErrorCode(fmt.Errorf("wrapped: %w", &CallError{Result: 1, Code: -7}))
+	code, ok := AppErrorCode(fmt.Errorf("wrapped: %w", &CallError{App: true, Code: -7}))
 	assert.True(t, ok)
 	assert.Equal(t, int32(-7), code)
 	_, ok = AppErrorCode(ErrTimeout)
 	assert.False(t, ok)
-	assert.ErrorIs(t, &CallError{Result: 2, Code: 9}, ErrUnknownMethod)
-	assert.NotErrorIs(t, &CallError{Result: 1, Code: 9}, ErrUnknownMethod)
+	assert.ErrorIs(t, &CallError{Status: StatusUnknownMethod}, ErrUnknownMethod)
+	assert.NotErrorIs(t, &CallError{App: true, Code: 9}, ErrUnknownMethod)
 }

@@ -8,13 +8,15 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"os"
+	"runtime"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/gwipc/gwipc/engine/internal/transport"
-	"github.com/gwipc/gwipc/engine/wire"
+	"github.com/gwipc/gwipc/engine/internal/wire"
 	"github.com/gwipc/gwipc/simpleipc"
 	"golang.org/x/sys/unix"
 )
@@ -24,9 +26,12 @@ import (
 // may offer, require, subscribe and publish.
 //
 // A Node does no work on its own: the application calls Dispatch when Fd is
-// readable (or runs Run on a goroutine). Callbacks run only inside Dispatch,
-// on the dispatching goroutine, one at a time. All other methods, of the Node
-// and of its Offers and Proxies, are safe for concurrent use.
+// readable (or runs Run on a goroutine). Callbacks run only inside Dispatch
+// (or Run), on the dispatching goroutine, one at a time, and never while
+// the node's lock is held: a callback may call any method of the node,
+// except Dispatch (ErrBusy) and blocking calls that need the node to be
+// dispatched (Proxy.Call). All other methods, of the Node and of its Offers
+// and Proxies, are safe for concurrent use.
 type Node struct {
 	cfg      Config
 	log      *slog.Logger
@@ -34,19 +39,32 @@ type Node struct {
 	listener *transport.Listener // nil for a dialler
 	dialPath string              // "" for a listener
 	endpoint *simpleipc.Server   // the status endpoint, if configured
-	commands *simpleipc.Router
+	commands *commandTable
 
-	dispatching sync.Mutex // held by the one goroutine inside Dispatch
+	// dispatching is held by the loop that owns the node: Dispatch for its
+	// duration, Run for its whole life.
+	dispatching sync.Mutex
+	// appTid is the OS thread running this node's application code inside
+	// a dispatch (callbacks, the authorizer, log handlers), 0 when none: it
+	// tells Close whether it was called from one of them.
+	appTid atomic.Int32
+	// closedFlag mirrors closed, for the checks between callbacks.
+	closedFlag atomic.Bool
 
 	mu         sync.Mutex
 	closed     bool
+	shutting   bool // Shutdown in progress: no new peers, no dials
 	batching   bool // inside Dispatch's protocol step: flush at its end
 	peers      map[uint64]*peer
 	nextToken  uint64
 	nextPeerID uint64
 	nextHandle uint64 // binding handles, never reused
+	nextGen    uint64 // generations of delivered samples and replies, never reused
 	dirty      []*peer
 	doomed     []*peer
+	admitting  []*peer // peers whose Connect waits for Config.Authorize
+	handshakes int     // accepted peers still in the handshake
+	accept     acceptState
 	waiters    map[*os.File]struct{} // Run's pollable duplicates of the poller fd
 	offers     map[serviceKey]*Offer
 	proxies    map[serviceKey]*Proxy
@@ -66,6 +84,8 @@ type Node struct {
 	dialAttempts uint64
 
 	counters nodeCounters
+	logs     []logRecord
+	logLimit logLimiter // for records not caused by one peer
 
 	// owned by the dispatching goroutine
 	events    []transport.Event
@@ -73,11 +93,13 @@ type Node struct {
 	rfds      [transport.MaxFDs]int
 	in        inbox
 	run       []callback
-	toRelease []*Sample
+	toRelease []*sampleRec
+	more      bool // this round left work behind (the read budget ran out)
+	lastMore  bool // set by runCallbacks: work is pending for the next round
 
 	// Reusable objects, guarded by mu.
-	freeSamples []*Sample
-	freeReplies []*Reply
+	freeSamples []*sampleRec
+	freeReplies []*replyRec
 	freeCalls   []*pendingCall
 }
 
@@ -87,9 +109,26 @@ const (
 	firstPeerToken = 16
 )
 
+// Bounds on the work of one dispatch round, so a flood from one peer is
+// taken in bounded slices (the rest stays in the socket, which epoll reports
+// again) and the memory a burst leaves behind is given back.
+const (
+	maxPacketsPerPeer = 16   // packets read from one peer per round
+	maxRoundCallbacks = 1024 // stop reading once this many callbacks are queued
+	retainCallbacks   = 4096 // larger callback queues are dropped once empty
+	maxFreeObjects    = 256  // reusable samples, replies and calls kept
+)
+
+// acceptState is a listener's accept throttle.
+type acceptState struct {
+	paused  bool          // the listening socket is out of the poller
+	retryAt time.Time     // resume then (zero: when a handshake ends)
+	backoff time.Duration // after running out of file descriptors
+}
+
 type poolHintKey struct {
 	id, instance string
-	dir          wire.Direction
+	kind         PoolKind
 }
 
 type nodeCounters struct {
@@ -101,7 +140,7 @@ type nodeCounters struct {
 // callback is one queued callback. The hot kinds (a sample, a method call,
 // a completed call) are carried without allocating; the rest are closures.
 type callback struct {
-	sample    *Sample
+	sample    *sampleRec
 	call      Call         // a method call to hand to OnCall (call.b != nil)
 	ffPayload wire.Payload // the request of a fire-and-forget call, released after OnCall
 	completed *pendingCall // a CallAsync to complete
@@ -185,48 +224,53 @@ func newNode(cfg *Config) (*Node, error) {
 	return n, nil
 }
 
-// Fd returns a file descriptor that is readable whenever Dispatch has work.
-// It stays owned by the node (do not close it) and is valid until Close.
-// Readiness may be spurious.
+// Fd returns a file descriptor that is readable whenever Dispatch has work:
+// peer traffic, a timer (handshake deadlines, call timeouts, reconnects) or
+// work posted with Post. It is level-triggered, stays owned by the node (do
+// not read, write or close it) and is valid until Close. Readiness may be
+// spurious.
 func (n *Node) Fd() int { return n.poller.Fd() }
 
 // Dispatch waits up to timeout (negative: forever, zero: not at all) for
-// work, then does all that is ready: accepts and reads peers, advances the
+// work, then does what is ready: accepts and reads peers, advances the
 // protocol, flushes output and runs callbacks on the calling goroutine. It
-// returns the number of callbacks run. Only one goroutine may dispatch at a
-// time (others get ErrBusy).
-func (n *Node) Dispatch(timeout time.Duration) (int, error) {
-	_, ran, err := n.dispatch(timeout)
-	return ran, err
-}
-
-// dispatch is Dispatch, also reporting how many poller events it handled.
-func (n *Node) dispatch(timeout time.Duration) (events, ran int, err error) {
+// returns the number of callbacks run, and more = true when it left work
+// for another call (a flood is taken in bounded slices; Fd stays readable
+// meanwhile). Only one goroutine may dispatch at a time: a second one, Run,
+// or a callback of this node calling Dispatch gets ErrBusy.
+func (n *Node) Dispatch(timeout time.Duration) (ran int, more bool, err error) {
 	if !n.dispatching.TryLock() {
-		return 0, 0, ErrBusy
+		return 0, false, n.busy()
 	}
 	defer n.dispatching.Unlock()
+	_, ran, more, err = n.dispatchStep(timeout)
+	return ran, more, err
+}
 
+// dispatchStep is one round of Dispatch, with n.dispatching held. It also
+// reports how many poller events it handled.
+func (n *Node) dispatchStep(timeout time.Duration) (events, ran int, more bool, err error) {
 	n.mu.Lock()
 	if n.closed {
 		n.mu.Unlock()
-		return 0, 0, ErrClosed
+		return 0, 0, false, ErrClosed
 	}
-	if len(n.callbacks) > 0 {
+	if len(n.callbacks) > 0 || n.more {
 		timeout = 0
 	}
 	n.mu.Unlock()
 
 	k, err := n.poller.Wait(n.events, timeout)
 	if err != nil && !errors.Is(err, transport.ErrClosed) {
-		return 0, 0, fmt.Errorf("engine: waiting for events: %w", err)
+		return 0, 0, false, fmt.Errorf("engine: waiting for events: %w", err)
 	}
 
 	n.mu.Lock()
 	if n.closed {
 		n.mu.Unlock()
-		return 0, 0, ErrClosed
+		return 0, 0, false, ErrClosed
 	}
+	n.more = false
 	n.batching = true
 	for _, ev := range n.events[:k] {
 		n.handleEvent(ev)
@@ -239,47 +283,109 @@ func (n *Node) dispatch(timeout time.Duration) (events, ran int, err error) {
 	n.batching = false
 	n.flushDirty()
 	n.reap()
-	n.run, n.callbacks = n.callbacks, n.run[:0]
+	admitting := n.admitting
+	n.admitting = nil
+	logs := n.takeLogs()
+	if len(admitting) == 0 {
+		n.run, n.callbacks = n.callbacks, n.run[:0]
+	}
 	n.mu.Unlock()
 
-	return k, n.runCallbacks(), nil
+	if len(logs) > 0 || len(admitting) > 0 || len(n.run) > 0 {
+		n.enterApp()
+		defer n.leaveApp()
+	}
+	n.emitLogs(logs)
+	if len(admitting) > 0 {
+		n.admit(admitting) // runs Authorize outside the lock, then takes the batch
+	}
+	ran = n.runCallbacks()
+	return k, ran, n.lastMore, nil
+}
+
+// busy is why the dispatching lock could not be had: ErrClosed once the
+// node is closed (Close briefly takes the lock to wait for dispatchers),
+// else ErrBusy.
+func (n *Node) busy() error {
+	if n.closedFlag.Load() {
+		return ErrClosed
+	}
+	return ErrBusy
+}
+
+// enterApp marks the calling thread as the one running this node's
+// application code (see appTid); the goroutine stays on it until leaveApp.
+func (n *Node) enterApp() {
+	runtime.LockOSThread()
+	n.appTid.Store(int32(unix.Gettid()))
+}
+
+// threadID is the OS thread the calling goroutine runs on. A goroutine not
+// locked to its thread may move right after; that is harmless where it is
+// compared with appTid, whose thread no other goroutine can run on.
+func threadID() int32 {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	return int32(unix.Gettid())
+}
+
+func (n *Node) leaveApp() {
+	n.appTid.Store(0)
+	runtime.UnlockOSThread()
 }
 
 // runCallbacks runs the batch taken from the queue, then releases (in one
 // batch of Payload_consumed messages) the samples whose handlers did not keep
-// them. If a callback panics, the rest of the batch is put back in front of
-// the queue before the panic goes on, so no sample (and no slot) is lost.
+// them. Once the node is closed the rest of the batch is dropped. If a
+// callback panics, the rest of the batch is put back in front of the queue
+// before the panic goes on, so no sample (and no slot) is lost.
 func (n *Node) runCallbacks() (ran int) {
 	batch := n.run
+	finished := false
 	defer func() {
 		n.mu.Lock()
-		if ran < len(batch) {
-			// A callback panicked: what it held is released (samples, and
-			// fire-and-forget requests by runCall itself), the rest requeued.
-			if s := batch[ran].sample; s != nil && !s.kept {
-				n.toRelease = append(n.toRelease, s)
+		switch {
+		case ran < len(batch) && (finished || n.closed):
+			// Stopped by Close: nothing more of this batch runs.
+			for _, cb := range batch[ran:] {
+				n.dropLocked(cb)
 			}
+		case !finished:
+			// A callback panicked: what it held is released (samples are in
+			// toRelease already; fire-and-forget requests are released by
+			// runCall itself), the rest requeued.
 			// A copy: batch is n.run's array, reused for the next batch.
 			n.callbacks = append(slices.Clone(batch[ran+1:]), n.callbacks...)
 		}
 		n.batching = true
 		for _, s := range n.toRelease {
-			s.releaseSample()
+			if !s.kept {
+				s.releaseLocked()
+			}
 		}
 		clear(n.toRelease)
 		n.toRelease = n.toRelease[:0]
 		n.batching = false
 		n.flushDirty()
-		n.unlock()
+		n.lastMore = n.more || len(n.callbacks) > 0
 		clear(batch)
+		if cap(n.run) > retainCallbacks {
+			n.run = nil
+		}
+		if cap(n.callbacks) > retainCallbacks && len(n.callbacks) == 0 {
+			n.callbacks = nil
+		}
+		if cap(n.toRelease) > retainCallbacks {
+			n.toRelease = nil
+		}
+		n.unlock()
 	}()
-	for ran < len(batch) {
+	for ran < len(batch) && !n.closedFlag.Load() {
 		cb := &batch[ran]
 		switch {
 		case cb.sample != nil:
-			if cb.sample.deliver() {
-				n.toRelease = append(n.toRelease, cb.sample)
-			}
+			n.toRelease = append(n.toRelease, cb.sample)
+			cb.sample.deliver()
 		case cb.call.b != nil:
 			n.runCall(cb.call, cb.ffPayload)
 		case cb.completed != nil:
@@ -289,14 +395,23 @@ func (n *Node) runCallbacks() (ran int) {
 		}
 		ran++
 	}
+	finished = true
 	return ran
 }
 
 // Run dispatches until ctx is done or the node is closed. It returns nil
-// when the node was closed, else ctx's error. While idle it parks on Go's
-// network poller (no OS thread blocked in epoll_wait), so a node run this
-// way wakes as fast as any Go network code.
+// when the node was closed, else ctx's error; ErrBusy if another loop
+// already dispatches the node. While Run runs, the node belongs to it:
+// Dispatch from elsewhere returns ErrBusy. While idle it parks on Go's
+// network poller (no OS thread blocked in epoll_wait).
 func (n *Node) Run(ctx context.Context) error {
+	if !n.dispatching.TryLock() {
+		if errors.Is(n.busy(), ErrClosed) {
+			return nil
+		}
+		return ErrBusy
+	}
+	defer n.dispatching.Unlock()
 	rc, closeWaiter, err := n.readinessWaiter()
 	if errors.Is(err, ErrClosed) {
 		return nil
@@ -314,13 +429,14 @@ func (n *Node) Run(ctx context.Context) error {
 			return true
 		}
 		var k, ran int
-		k, ran, derr = n.dispatch(0)
-		return k > 0 || ran > 0 || derr != nil
+		var more bool
+		k, ran, more, derr = n.dispatchStep(0)
+		return k > 0 || ran > 0 || more || derr != nil
 	}
 	for {
 		werr := rc.Read(dispatchReady)
 		switch {
-		case errors.Is(derr, ErrClosed) || n.isClosed():
+		case errors.Is(derr, ErrClosed) || n.closedFlag.Load():
 			return nil
 		case derr != nil:
 			return derr
@@ -366,14 +482,40 @@ func (n *Node) readinessWaiter() (syscall.RawConn, func(), error) {
 	}, nil
 }
 
-// Close withdraws every offer, closes every proxy and peer, removes the
-// listener's socket and releases all resources. Callbacks still queued are
-// dropped (samples in them are released). Close is idempotent; afterwards
-// every call returns ErrClosed.
+// Post runs fn inside the next Dispatch, on the dispatching goroutine,
+// after the callbacks already queued, and makes Fd readable. It is safe
+// from any goroutine (and from callbacks). Functions still queued when the
+// node closes never run. It returns ErrClosed after Close.
+func (n *Node) Post(fn func()) error {
+	if fn == nil {
+		return fmt.Errorf("%w: nil function", ErrInvalidConfig)
+	}
+	if err := n.lockChecked(); err != nil {
+		return err
+	}
+	n.callbacks = append(n.callbacks, callback{fn: fn})
+	n.wakeNeeded = true
+	n.unlock()
+	return nil
+}
+
+// Close withdraws every offer, closes every proxy, says Goodbye to every
+// peer (best effort: what the sockets take now), closes the connections,
+// removes the listener's socket and releases every resource, including the
+// request memory of calls the application has not answered (Call.Reply
+// then returns ErrClosed, and Call.Data must no longer be read). Kept
+// samples and replies stay readable until released.
+//
+// Close waits for a Dispatch (or Run) in progress on another goroutine to
+// return, and no callback runs after Close returns. Called from one of the
+// node's own callbacks, it returns at once and the dispatch ends after that
+// callback. Close is idempotent; afterwards every call returns ErrClosed.
+// Shutdown is the graceful variant.
 func (n *Node) Close() error {
 	n.mu.Lock()
 	if n.closed {
 		n.mu.Unlock()
+		n.waitDispatcher()
 		return nil
 	}
 	for _, o := range n.offers {
@@ -382,27 +524,31 @@ func (n *Node) Close() error {
 	for _, p := range n.proxies {
 		p.closeLocked()
 	}
+	n.sayGoodbye()
 	n.flushDirty()
 	for _, p := range n.peers {
 		n.fail(p, nil)
 	}
 	n.reap()
 	n.closed = true
-	pending := n.callbacks
+	n.closedFlag.Store(true)
+	for _, cb := range n.callbacks {
+		n.dropLocked(cb)
+	}
 	n.callbacks = nil
+	n.admitting = nil // torn down with every other peer
 	// A past deadline ends Run's wait at once (and does not wait for a Read
 	// in progress, which may be the one running this Close from a callback);
 	// Run then sees the node closed and closes its file itself.
 	for f := range n.waiters {
 		f.SetReadDeadline(time.Unix(1, 0))
 	}
+	logs := n.takeLogs()
 	n.mu.Unlock()
+	n.emitLogs(logs)
 
-	for _, cb := range pending {
-		n.dropCallback(cb)
-	}
 	// Closing the poller wakes a dispatcher blocked in it; that Dispatch
-	// then returns ErrClosed. Close may run inside a callback.
+	// then returns ErrClosed.
 	var errs []error
 	if n.endpoint != nil {
 		errs = append(errs, n.endpoint.Close())
@@ -411,30 +557,112 @@ func (n *Node) Close() error {
 		errs = append(errs, n.listener.Close())
 	}
 	errs = append(errs, n.poller.Close())
+	n.waitDispatcher()
 	return errors.Join(errs...)
 }
 
-func (n *Node) isClosed() bool {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	return n.closed
+// waitDispatcher waits until no Dispatch or Run is in progress, unless the
+// caller is one of this node's callbacks (which that dispatch is running).
+func (n *Node) waitDispatcher() {
+	if n.dispatching.TryLock() {
+		n.dispatching.Unlock()
+		return
+	}
+	if n.onAppThread() {
+		return // called from a callback: the dispatch ends after it
+	}
+	n.dispatching.Lock()
+	n.dispatching.Unlock()
 }
 
-// dropCallback releases what a callback that will never run holds.
-func (n *Node) dropCallback(cb callback) {
+// Shutdown closes the node gracefully: it withdraws every offer, releases
+// every binding, says Goodbye to every peer and waits, until ctx ends, for
+// all of that to reach the peers, then closes the node as Close does. It
+// returns ctx's error if the output could not be flushed in time (the node
+// is closed anyway). It drives its own writes, so it works whether or not
+// the node is being dispatched; call it from any goroutine but not from a
+// callback of this node.
+func (n *Node) Shutdown(ctx context.Context) error {
+	n.mu.Lock()
+	if n.closed {
+		n.mu.Unlock()
+		return n.Close()
+	}
+	n.shutting = true
+	for _, o := range n.offers {
+		o.closeLocked()
+	}
+	for _, p := range n.proxies {
+		p.closeLocked()
+	}
+	n.sayGoodbye()
+	n.flushDirty()
+	n.unlock()
+
+	var werr error
+	for werr == nil {
+		n.mu.Lock()
+		var fds []unix.PollFd
+		for _, p := range n.peers {
+			if len(p.pkts) > 0 && p.state != peerClosing {
+				p.flush()
+				if len(p.pkts) > 0 {
+					fds = append(fds, unix.PollFd{Fd: int32(p.conn.Fd()), Events: unix.POLLOUT})
+				}
+			}
+		}
+		n.unlock()
+		if len(fds) == 0 {
+			break
+		}
+		werr = pollUntil(ctx, fds)
+	}
+	return errors.Join(werr, n.Close())
+}
+
+// pollUntil waits until one of fds is ready or ctx ends (its error).
+func pollUntil(ctx context.Context, fds []unix.PollFd) error {
+	wait := 100 * time.Millisecond
+	if dl, ok := ctx.Deadline(); ok {
+		wait = min(wait, time.Until(dl))
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("engine: flushing before shutdown: %w", err)
+	}
+	_, err := unix.Poll(fds, int(max(wait, time.Millisecond)/time.Millisecond))
+	if err != nil && err != unix.EINTR {
+		return fmt.Errorf("engine: flushing before shutdown: %w", os.NewSyscallError("poll", err))
+	}
+	return nil
+}
+
+// sayGoodbye queues a Goodbye to every established peer that has not had
+// one. Called with n.mu held.
+func (n *Node) sayGoodbye() {
+	for _, p := range n.peers {
+		if p.state == peerReady && !p.goodbyeSent {
+			p.goodbyeSent = true
+			p.queue(&wire.Goodbye{Status: wire.StatusShuttingDown})
+		}
+	}
+}
+
+// dropLocked releases what a callback that will never run holds. Called
+// with n.mu held.
+func (n *Node) dropLocked(cb callback) {
 	switch {
 	case cb.sample != nil:
-		cb.sample.Release()
+		cb.sample.releaseLocked()
 	case cb.completed != nil:
-		cb.completed.reply.Release()
+		cb.completed.reply.releaseLocked()
+		n.recycleCallLocked(cb.completed)
 	case cb.call.b != nil:
-		n.mu.Lock()
 		if cb.call.ff {
+			cb.call.b.peer.pendingCalls--
 			cb.call.b.releaseRequest(cb.ffPayload)
 		} else {
 			cb.call.b.abortCall(cb.call.id)
 		}
-		n.mu.Unlock()
 	}
 }
 
@@ -448,13 +676,16 @@ func (n *Node) lockChecked() error {
 	return nil
 }
 
-// unlock finishes an API call: tears down peers that failed during it and
-// wakes the dispatcher if it has callbacks to run.
+// unlock finishes an API call: tears down peers that failed during it,
+// releases the lock, emits queued log records and wakes the dispatcher if
+// it has callbacks to run.
 func (n *Node) unlock() {
 	n.reap()
 	wake := n.wakeNeeded
 	n.wakeNeeded = false
+	logs := n.takeLogs()
 	n.mu.Unlock()
+	n.emitLogs(logs)
 	if wake {
 		n.poller.Wake()
 	}
@@ -526,18 +757,17 @@ func (n *Node) reap() {
 }
 
 func (n *Node) teardownPeer(p *peer) {
-	wasReady := p.wasReady
 	if err := p.failErr; err != nil {
 		var pe *protocolError
 		var rej *RejectedError
 		switch {
 		case errors.As(err, &rej) && p != n.dialPeer:
-			n.log.Warn("rejected peer", "peer", p.pub.id, "pid", p.pub.cred.PID, "uid", p.pub.cred.UID, "reason", err)
+			n.peerLogf(p, slog.LevelWarn, "rejected peer", "reason", err)
 		case errors.As(err, &pe):
 			n.counters.ProtocolErrors++
-			n.log.Warn("closing peer", "peer", p.pub.id, "name", p.pub.name, "pid", p.pub.cred.PID, "uid", p.pub.cred.UID, "reason", err)
+			n.peerLogf(p, slog.LevelWarn, "closing peer", "reason", err)
 		default:
-			n.log.Info("peer lost", "peer", p.pub.id, "name", p.pub.name, "pid", p.pub.cred.PID, "reason", err)
+			n.peerLogf(p, slog.LevelInfo, "peer lost", "reason", err)
 		}
 	}
 	for _, b := range p.provided {
@@ -557,15 +787,11 @@ func (n *Node) teardownPeer(p *peer) {
 	p.conn.Close()
 	delete(n.peers, p.token)
 	if p.dirty {
-		for i, d := range n.dirty {
-			if d == p {
-				n.dirty = append(n.dirty[:i], n.dirty[i+1:]...)
-				break
-			}
-		}
+		n.dirty = slices.DeleteFunc(n.dirty, func(d *peer) bool { return d == p })
 		p.dirty = false
 	}
-	if wasReady {
+	n.handshakeDone(p)
+	if p.wasReady {
 		n.counters.PeersLost++
 		if cb := n.cfg.OnPeerDisconnected; cb != nil {
 			pub, err := p.pub, p.failErr
@@ -574,7 +800,7 @@ func (n *Node) teardownPeer(p *peer) {
 	}
 	if p == n.dialPeer {
 		n.dialPeer = nil
-		if !n.closed {
+		if !n.closed && !n.shutting {
 			n.scheduleDial(p.failErr)
 		}
 	}
@@ -603,26 +829,103 @@ func (n *Node) handleEvent(ev transport.Event) {
 	}
 }
 
-// acceptPeers accepts every pending connection.
+// acceptPeers accepts pending connections, within the node's limits: past
+// MaxPeers a connection is refused with StatusQuotaExceeded; at
+// MaxHandshakes, or out of file descriptors, the listener pauses (the rest
+// waits in the backlog).
 func (n *Node) acceptPeers() {
 	for range 64 {
+		if n.shutting || n.accept.paused {
+			return
+		}
+		if n.handshakes >= n.cfg.MaxHandshakes {
+			n.pauseAccept(time.Time{})
+			return
+		}
 		c, err := n.listener.Accept()
 		if errors.Is(err, transport.ErrWouldBlock) {
 			return
 		}
 		if err != nil {
-			n.log.Warn("accepting a peer", "err", err)
+			if resourceExhausted(err) {
+				n.accept.backoff = min(max(2*n.accept.backoff, 10*time.Millisecond), time.Second)
+				n.pauseAccept(time.Now().Add(n.accept.backoff))
+				n.limitedLogf(&n.logLimit, slog.LevelWarn, "accepting peers paused", "err", err, "retry_in", n.accept.backoff)
+			} else {
+				n.limitedLogf(&n.logLimit, slog.LevelWarn, "accepting a peer", "err", err)
+			}
 			return
 		}
-		n.addPeer(c)
-		n.counters.PeersAccepted++
+		n.accept.backoff = 0
+		if len(n.peers) >= n.cfg.MaxPeers {
+			n.refuseConn(c, wire.StatusQuotaExceeded, fmt.Sprintf("the listener has its limit of %d peers", n.cfg.MaxPeers))
+			continue
+		}
+		if p := n.addPeer(c); p != nil {
+			p.inHandshake = true
+			n.handshakes++
+			n.counters.PeersAccepted++
+		}
+	}
+}
+
+// resourceExhausted reports whether an accept failed for lack of file
+// descriptors or memory, which only time (or a departing peer) cures.
+func resourceExhausted(err error) bool {
+	return errors.Is(err, unix.EMFILE) || errors.Is(err, unix.ENFILE) ||
+		errors.Is(err, unix.ENOBUFS) || errors.Is(err, unix.ENOMEM)
+}
+
+// refuseConn answers a connection with a rejection (best effort: it is not
+// queued) and closes it.
+func (n *Node) refuseConn(c channel, st wire.Status, reason string) {
+	n.counters.PeersRejected++
+	n.limitedLogf(&n.logLimit, slog.LevelWarn, "refusing a peer", "reason", reason, "pid", c.Cred().PID, "uid", c.Cred().UID)
+	if b, err := (&wire.ConnectReply{Status: st, Version: wire.Version, Name: n.cfg.Name, Reason: reason}).Append(nil); err == nil {
+		c.Send(b, nil)
+	}
+	c.Close()
+}
+
+// pauseAccept takes the listening socket out of the poller until at (or,
+// with a zero at, until a handshake ends).
+func (n *Node) pauseAccept(at time.Time) {
+	if !n.accept.paused {
+		n.accept.paused = true
+		n.poller.Remove(n.listener.Fd())
+	}
+	n.accept.retryAt = at
+	n.rearm()
+}
+
+func (n *Node) resumeAccept() {
+	if !n.accept.paused || n.closed {
+		return
+	}
+	n.accept.paused, n.accept.retryAt = false, time.Time{}
+	if err := n.poller.Add(n.listener.Fd(), listenerToken, false); err != nil {
+		n.limitedLogf(&n.logLimit, slog.LevelError, "resuming accept", "err", err)
+	}
+	n.rearm()
+}
+
+// handshakeDone ends p's handshake accounting (once): a listener paused at
+// MaxHandshakes may accept again.
+func (n *Node) handshakeDone(p *peer) {
+	if !p.inHandshake {
+		return
+	}
+	p.inHandshake = false
+	n.handshakes--
+	if n.accept.paused && n.accept.retryAt.IsZero() {
+		n.resumeAccept()
 	}
 }
 
 func (n *Node) addPeer(c channel) *peer {
 	p := newPeer(n, c)
 	if err := n.poller.Add(c.Fd(), p.token, false); err != nil {
-		n.log.Warn("watching a peer", "err", err)
+		n.limitedLogf(&n.logLimit, slog.LevelWarn, "watching a peer", "err", err)
 		c.Close()
 		return nil
 	}
@@ -631,12 +934,13 @@ func (n *Node) addPeer(c channel) *peer {
 	return p
 }
 
-// maxPacketsPerRead bounds how long one peer can keep Dispatch busy.
-const maxPacketsPerRead = 256
-
 func (n *Node) readPeer(p *peer) {
-	for range maxPacketsPerRead {
-		if p.state == peerClosing {
+	for range maxPacketsPerPeer {
+		if p.state == peerClosing || p.state == peerAdmitting {
+			return
+		}
+		if len(n.callbacks) >= maxRoundCallbacks {
+			n.more = true
 			return
 		}
 		size, nfds, err := p.conn.Recv(n.rbuf, n.rfds[:])
@@ -644,7 +948,11 @@ func (n *Node) readPeer(p *peer) {
 		case errors.Is(err, transport.ErrWouldBlock):
 			return
 		case errors.Is(err, io.EOF):
-			n.fail(p, nil)
+			if p.saidGoodbye {
+				n.fail(p, nil)
+			} else {
+				n.fail(p, ErrPeerLost)
+			}
 			return
 		case errors.Is(err, transport.ErrTruncated), errors.Is(err, transport.ErrTooManyFDs):
 			n.fail(p, protoErr("receiving", err))
@@ -661,6 +969,7 @@ func (n *Node) readPeer(p *peer) {
 		}
 		fds.closeRest()
 	}
+	n.more = true // the peer may have more: epoll reports it again
 }
 
 // fdQueue hands the fds of one packet to the messages that carry them.
@@ -713,7 +1022,7 @@ func (n *Node) dial() {
 	c, err := transport.Dial(n.dialPath)
 	if err != nil {
 		if n.dialAttempts == 1 || !errors.Is(err, transport.ErrNoListener) {
-			n.log.Debug("connecting", "err", err)
+			n.limitedLogf(&n.logLimit, slog.LevelDebug, "connecting", "err", err)
 		}
 		n.scheduleDial(err)
 		return
@@ -726,24 +1035,28 @@ func (n *Node) dial() {
 	n.dialPeer = p
 	if len(n.cfg.ListenerUIDs) > 0 && !slices.Contains(n.cfg.ListenerUIDs, c.Cred().UID) {
 		err := fmt.Errorf("engine: the listener at %s runs as uid %d, not one of %v", n.dialPath, c.Cred().UID, n.cfg.ListenerUIDs)
-		n.log.Error("refusing the listener", "err", err, "pid", c.Cred().PID)
+		n.limitedLogf(&n.logLimit, slog.LevelError, "refusing the listener", "err", err, "pid", c.Cred().PID)
 		n.counters.PolicyRejections++
-		n.fail(p, &RejectedError{Status: wire.StatusPermissionDenied, Reason: err.Error()})
+		n.fail(p, &RejectedError{Status: StatusPermissionDenied, Reason: err.Error()})
 		return
 	}
 	n.sendConnect(p)
 }
 
-// Timers: handshake deadlines and the dialler's next attempt share one
-// timerfd armed at the earliest of them.
+// Timers: handshake deadlines, call timeouts, the dialler's next attempt
+// and the listener's accept back-off share one timerfd armed at the
+// earliest of them.
 
 func (n *Node) handleTimers(now time.Time) {
-	if n.dialPath != "" && n.dialPeer == nil && !n.dialAt.IsZero() && !now.Before(n.dialAt) {
+	if n.dialPath != "" && n.dialPeer == nil && !n.dialAt.IsZero() && !now.Before(n.dialAt) && !n.shutting {
 		n.dial()
+	}
+	if n.accept.paused && !n.accept.retryAt.IsZero() && !now.Before(n.accept.retryAt) {
+		n.resumeAccept()
 	}
 	n.expireCalls(now)
 	for _, p := range n.peers {
-		if p.state == peerHandshake && !now.Before(p.deadline) {
+		if (p.state == peerHandshake || p.state == peerAdmitting) && !now.Before(p.deadline) {
 			n.fail(p, protoErr("handshake timed out", nil))
 		}
 	}
@@ -760,8 +1073,11 @@ func (n *Node) rearm() {
 	if n.dialPeer == nil {
 		earliest(n.dialAt)
 	}
+	if n.accept.paused {
+		earliest(n.accept.retryAt)
+	}
 	for _, p := range n.peers {
-		if p.state == peerHandshake {
+		if p.state == peerHandshake || p.state == peerAdmitting {
 			earliest(p.deadline)
 		}
 	}
@@ -773,6 +1089,6 @@ func (n *Node) rearm() {
 	}
 	n.timerAt = at
 	if err := n.poller.SetTimer(at); err != nil {
-		n.log.Error("arming timer", "err", err)
+		n.limitedLogf(&n.logLimit, slog.LevelError, "arming timer", "err", err)
 	}
 }

@@ -4,23 +4,30 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"strings"
 	"sync/atomic"
 
-	"github.com/gwipc/gwipc/engine/wire"
+	"github.com/gwipc/gwipc/engine/internal/wire"
 	"github.com/gwipc/gwipc/shm"
 )
 
 // Offer is a service instance this node provides. Peers that require it are
 // told of it; once they bind, they may subscribe to its events, which the
 // application publishes through the Offer. Safe for concurrent use.
+//
+// Memory: the offer's event pool (events and field values) is shared by the
+// bound peers that may subscribe, so one update fanned out to N subscribers
+// uses one slot; each binding of a peer that may call gets a reply pool of
+// its own. A peer that may neither subscribe nor call gets no pool at all.
 type Offer struct {
 	n        *Node
 	svc      ServiceID
 	cfg      OfferConfig
 	closed   bool
-	pool     *shm.Pool
+	pool     *shm.Pool       // the event pool, created on first use
+	share    int             // slots of it one subscriber may hold
 	loanGen  []atomic.Uint32 // per slot: the generation of its open loan, 0 if none
 	nextGen  atomic.Uint32
 	events   []*eventState
@@ -58,19 +65,23 @@ type provBinding struct {
 	peer       *peer
 	providedID uint64
 	requiredID uint64
-	reader     shm.ReaderID
-	events     []uint16 // events this binding subscribes to
-	closed     bool     // unbound: kept only by Calls still to be answered
+	subscriber bool         // the peer may subscribe: it was given the event pool
+	reader     shm.ReaderID // its reader id in the event pool (subscriber only)
+	events     []uint16     // events this binding subscribes to
+	closed     bool         // unbound: kept only by Calls still to be answered
 
-	callView *shm.View                 // the consumer's pool (method-call payloads), if any
-	calls    map[uint64]pendingRequest // calls not yet answered, by invocation id
-	drops    map[uint16]uint64         // updates dropped for this binding, by event
+	replies     *shm.Pool                 // the binding's reply pool (nil: the peer may not call)
+	replyReader shm.ReaderID              // the peer's reader id in it
+	callView    *shm.View                 // the consumer's call pool (method-call payloads), if mapped
+	calls       map[uint64]pendingRequest // calls not yet answered, by invocation id
+	drops       map[uint16]uint64         // updates dropped for this binding, by event
 }
 
 // Offer starts providing svc. Peers that require a compatible version (same
 // id, major and instance, minor not above svc's) are told, now and whenever
 // they connect later. It fails with ErrDuplicate if the node already offers
-// the same id, major and instance.
+// the same id, major and instance, and with ErrInvalidConfig for an unusable
+// cfg (for instance methods without OnCall).
 func (n *Node) Offer(svc ServiceID, cfg *OfferConfig) (*Offer, error) {
 	if err := svc.Validate(); err != nil {
 		return nil, err
@@ -82,13 +93,14 @@ func (n *Node) Offer(svc ServiceID, cfg *OfferConfig) (*Offer, error) {
 	if err := c.validate(); err != nil {
 		return nil, fmt.Errorf("%w: offer %v: %w", ErrInvalidConfig, svc, err)
 	}
+	c.Fields = slices.Clone(c.Fields)
 	if err := n.lockChecked(); err != nil {
 		return nil, err
 	}
 	defer n.unlock()
 	key := svc.key()
 	if n.offers[key] != nil {
-		return nil, fmt.Errorf("%w: %v", ErrDuplicate, svc)
+		return nil, fmt.Errorf("%w: offer %v", ErrDuplicate, svc)
 	}
 	o := &Offer{n: n, svc: svc, cfg: c, events: make([]*eventState, c.Events), bindings: map[*peer]*provBinding{}}
 	for _, f := range c.Fields {
@@ -117,19 +129,21 @@ func (o *Offer) watchedBy(p *peer) bool {
 func (o *Offer) Service() ServiceID { return o.svc }
 
 func (o *Offer) sendOffer(p *peer, offered bool) {
-	p.queue(&wire.OfferService{Service: o.svc.wire(), Offered: offered, Methods: o.cfg.Methods, Events: o.cfg.Events}, -1)
+	p.queue(&wire.OfferService{Service: o.svc.wire(), Offered: offered, Methods: o.cfg.Methods, Events: o.cfg.Events})
 }
 
 // Publish copies data into a slot and sends it to every peer subscribed to
 // event. It fails with ErrNoSlot when the pool is exhausted, ErrTooLarge when
 // data does not fit a slot and ErrUnknownEvent for an event out of range.
-// Publishing with no subscriber succeeds and sends nothing.
+// Publishing with no subscriber succeeds and sends nothing (a field still
+// caches the value).
 func (o *Offer) Publish(event uint16, data []byte) error {
 	return o.publishCopy(context.Background(), false, event, data)
 }
 
 // PublishWait is Publish, waiting for a free slot until ctx ends instead of
-// failing at once with ErrNoSlot.
+// failing at once with ErrNoSlot. Called from a callback of the same node it
+// returns ErrDeadlock (slots are freed by the dispatch it would block).
 func (o *Offer) PublishWait(ctx context.Context, event uint16, data []byte) error {
 	return o.publishCopy(ctx, true, event, data)
 }
@@ -163,7 +177,8 @@ type Loan struct {
 // exhausted.
 func (o *Offer) Loan(event uint16) (Loan, error) { return o.loan(context.Background(), false, event) }
 
-// LoanWait is Loan, waiting for a free slot until ctx ends.
+// LoanWait is Loan, waiting for a free slot until ctx ends (ErrDeadlock
+// from a callback of the same node, as PublishWait).
 func (o *Offer) LoanWait(ctx context.Context, event uint16) (Loan, error) {
 	return o.loan(ctx, true, event)
 }
@@ -171,6 +186,9 @@ func (o *Offer) LoanWait(ctx context.Context, event uint16) (Loan, error) {
 // loan takes a slot; with wait it waits for one until ctx ends.
 func (o *Offer) loan(ctx context.Context, wait bool, event uint16) (Loan, error) {
 	n := o.n
+	if wait && n.onAppThread() {
+		return Loan{}, ErrDeadlock
+	}
 	if err := n.lockChecked(); err != nil {
 		return Loan{}, err
 	}
@@ -201,8 +219,8 @@ func (o *Offer) loan(ctx context.Context, wait bool, event uint16) (Loan, error)
 	return Loan{o: o, event: event, slot: slot, gen: gen}, nil
 }
 
-// usablePool checks the offer and event and returns the pool, creating it on
-// first use. Called with n.mu held.
+// usablePool checks the offer and event and returns the event pool,
+// creating it on first use. Called with n.mu held.
 func (o *Offer) usablePool(event uint16) (*shm.Pool, error) {
 	if o.closed {
 		return nil, ErrClosed
@@ -210,25 +228,28 @@ func (o *Offer) usablePool(event uint16) (*shm.Pool, error) {
 	if event >= o.cfg.Events {
 		return nil, unknownEvent(event, o.cfg.Events)
 	}
-	return o.ensurePool(nil)
+	return o.ensurePool()
 }
 
-// ensurePool returns the offer's pool, creating it on first use: sized by
-// the offer's config, else by what trigger (the peer whose binding needs it,
-// if any) asked for in its Connect, else the default.
-func (o *Offer) ensurePool(trigger *peer) (*shm.Pool, error) {
+// ensurePool returns the offer's event pool, creating it on first use,
+// sized by the offer's config (never by a peer: it is shared).
+func (o *Offer) ensurePool() (*shm.Pool, error) {
 	if o.pool != nil {
 		return o.pool, nil
 	}
 	g := o.cfg.Geometry
 	if g == (shm.Geometry{}) {
-		g = trigger.poolHint(o.svc, wire.DirProvider, DefaultGeometry)
+		g = DefaultGeometry
 	}
 	pool, err := shm.NewPool(poolName(o.svc), g)
 	if err != nil {
-		return nil, fmt.Errorf("engine: creating pool for %v: %w", o.svc, err)
+		return nil, fmt.Errorf("engine: creating the event pool of %v: %w", o.svc, err)
 	}
 	o.pool = pool
+	o.share = o.cfg.SubscriberSlots
+	if o.share == 0 {
+		o.share = int(g.SlotCount+1) / 2
+	}
 	o.loanGen = make([]atomic.Uint32, g.SlotCount)
 	return pool, nil
 }
@@ -327,7 +348,7 @@ func (o *Offer) event(ev uint16) *eventState {
 
 func (o *Offer) sendUpdate(b *provBinding, event uint16, seq uint64, slot, size uint32, requested bool) {
 	p := b.peer
-	if p.state != peerReady || p.blocked || o.pool.Share(slot, b.reader) != nil {
+	if !b.subscriber || p.state != peerReady || p.blocked || o.pool.Share(slot, b.reader) != nil {
 		p.stats.UpdatesDropped++
 		o.stats.Dropped++
 		if b.drops == nil {
@@ -374,7 +395,7 @@ func (o *Offer) closeLocked() {
 
 // unbind removes one consumer's binding and releases every slot it held.
 // Calls still pending are cancelled; they keep the consumer's pool mapped
-// until the application answers them.
+// until the application answers them, or until the node closes.
 func (o *Offer) unbind(b *provBinding) {
 	for _, ev := range b.events {
 		o.removeSubscriber(b, ev)
@@ -385,13 +406,21 @@ func (o *Offer) unbind(b *provBinding) {
 	for id := range b.calls {
 		b.cancelCall(id)
 	}
+	if o.n.closed {
+		for id, req := range b.calls {
+			b.forgetCall(id, req)
+		}
+	}
 	b.closed = true
-	o.pool.RemoveReader(b.reader)
+	if b.subscriber {
+		o.pool.RemoveReader(b.reader)
+	}
+	if b.replies != nil {
+		b.replies.Close()
+	}
 	delete(b.peer.provided, b.providedID)
 	delete(o.bindings, b.peer)
-	if b.callView != nil {
-		b.callView.Close()
-	}
+	b.peer.unmapPool(b.callView)
 }
 
 func (o *Offer) removeSubscriber(b *provBinding, ev uint16) {
@@ -443,7 +472,7 @@ func (n *Node) onConnectService(p *peer, m *wire.ConnectService, fds *fdQueue) e
 	}
 	reply := func(st wire.Status) error {
 		closeFD(fd)
-		p.queue(&wire.ConnectServiceReply{RequiredID: m.RequiredID, Status: st}, -1)
+		p.queue(&wire.ConnectServiceReply{RequiredID: m.RequiredID, Status: st})
 		return nil
 	}
 	switch {
@@ -460,41 +489,89 @@ func (n *Node) onConnectService(p *peer, m *wire.ConnectService, fds *fdQueue) e
 		n.quotaHit(p, "bindings")
 		return reply(wire.StatusQuotaExceeded)
 	}
-	var view *shm.View
-	if fd >= 0 {
-		v, err := shm.MapView(fd, shmGeometry(m.Pool)) // takes the fd
+	b := &provBinding{offer: o, peer: p, providedID: n.newHandle(), requiredID: m.RequiredID, calls: map[uint64]pendingRequest{}}
+	mayCall := o.cfg.Methods > 0 && p.caps&wire.CapMethods != 0 && n.allowed(p, o.svc, ActionCall)
+	if fd >= 0 && mayCall {
+		v, err := p.mapPool(fd, shmGeometry(m.Pool)) // takes the fd
 		fd = -1
-		if err != nil {
+		switch {
+		case errors.Is(err, ErrQuotaExceeded):
+			n.quotaHit(p, "mapped pools")
+			return reply(wire.StatusQuotaExceeded)
+		case err != nil:
 			return protoErr("mapping the consumer's call pool", err)
 		}
-		view = v
+		b.callView = v
 	}
-	pool, err := o.ensurePool(p)
-	if err == nil {
-		var reader shm.ReaderID
-		if reader, err = pool.AddReader(o.cfg.SubscriberSlots); err == nil {
-			b := &provBinding{offer: o, peer: p, providedID: n.newHandle(), requiredID: m.RequiredID, reader: reader,
-				callView: view, calls: map[uint64]pendingRequest{}}
-			return o.bind(b)
-		}
+	closeFD(fd) // a pool we will never read (the peer may not call) is not mapped
+	fd = -1
+	if err := o.setupBinding(b, mayCall); err != nil {
+		p.unmapPool(b.callView)
+		n.peerLogf(p, slog.LevelError, "setting up a binding", "service", o.svc, "err", err)
+		return reply(wire.StatusNotAvailable)
 	}
-	if view != nil {
-		view.Close()
-	}
-	n.log.Error("setting up a binding", "service", o.svc, "err", err)
-	return reply(wire.StatusNotAvailable)
+	o.bind(b)
+	return nil
 }
 
-// bind registers b and answers the consumer with the provider's pool.
-func (o *Offer) bind(b *provBinding) error {
-	p, pool := b.peer, o.pool
+// setupBinding gives b the pools it is entitled to: the event pool if the
+// peer may subscribe, a reply pool of its own if it may call.
+func (o *Offer) setupBinding(b *provBinding, mayCall bool) error {
+	n, p := o.n, b.peer
+	if o.cfg.Events > 0 && n.allowed(p, o.svc, ActionSubscribe) {
+		pool, err := o.ensurePool()
+		if err != nil {
+			return err
+		}
+		if b.reader, err = pool.AddReader(o.share); err != nil {
+			return err
+		}
+		b.subscriber = true
+	}
+	if !mayCall {
+		return nil
+	}
+	g := o.cfg.ReplyGeometry
+	if g == (shm.Geometry{}) {
+		g = p.poolHint(o.svc, ReplyPool, DefaultReplyGeometry)
+	}
+	pool, err := shm.NewPool(poolName(o.svc)+"-replies", g)
+	if err == nil {
+		b.replyReader, err = pool.AddReader(0)
+	}
+	if err != nil {
+		if pool != nil {
+			pool.Close()
+		}
+		if b.subscriber {
+			o.pool.RemoveReader(b.reader)
+		}
+		return fmt.Errorf("creating a reply pool: %w", err)
+	}
+	b.replies = pool
+	return nil
+}
+
+// bind registers b and answers the consumer with its pools.
+func (o *Offer) bind(b *provBinding) {
+	p := b.peer
 	p.provided[b.providedID] = b
 	o.bindings[p] = b
-	g := pool.Geometry()
-	p.queue(&wire.ConnectServiceReply{RequiredID: b.requiredID, ProvidedID: b.providedID, Status: wire.StatusOK,
-		Methods: o.cfg.Methods, Events: o.cfg.Events, HasPool: true,
-		Pool: wire.Geometry{SlotSize: g.SlotSize, SlotCount: g.SlotCount}}, pool.Fd())
-	return nil
+	m := &wire.ConnectServiceReply{RequiredID: b.requiredID, ProvidedID: b.providedID, Status: wire.StatusOK,
+		Methods: o.cfg.Methods, Events: o.cfg.Events}
+	var fds [2]int
+	k := 0
+	if b.subscriber {
+		m.HasEventPool, m.EventPool = true, wireGeometry(o.pool.Geometry())
+		fds[k] = o.pool.Fd()
+		k++
+	}
+	if b.replies != nil {
+		m.HasReplyPool, m.ReplyPool = true, wireGeometry(b.replies.Geometry())
+		fds[k] = b.replies.Fd()
+		k++
+	}
+	p.queue(m, fds[:k]...)
 }
 
 // providerBinding resolves a handle a consumer sent us. A handle we issued
@@ -532,7 +609,7 @@ func (n *Node) onSubscribeEvent(p *peer, m *wire.SubscribeEvent) error {
 	switch {
 	case m.Event >= o.cfg.Events:
 		status = wire.StatusUnknownEvent
-	case !n.allowed(p, o.svc, ActionSubscribe):
+	case !b.subscriber:
 		n.reject(p, o.svc, ActionSubscribe)
 		status = wire.StatusPermissionDenied
 	case slices.Contains(b.events, m.Event):
@@ -548,22 +625,26 @@ func (n *Node) onSubscribeEvent(p *peer, m *wire.SubscribeEvent) error {
 			o.notifySubscription(m.Event, true)
 		}
 	}
-	p.queue(&wire.SubscribeEventReply{RequiredID: b.requiredID, Event: m.Event, Status: status}, -1)
+	p.queue(&wire.SubscribeEventReply{RequiredID: b.requiredID, Event: m.Event, Status: status})
 	if status == wire.StatusOK && m.Mode == wire.ModeInitialValue {
 		o.requestValue(b, m.Event)
 	}
 	return nil
 }
 
-// onPayloadConsumed releases a slot of one of our pools: the offer's (event
-// and reply payloads) or a proxy's call pool (request payloads).
+// onPayloadConsumed releases a slot of one of our pools: the offer's event
+// pool, a binding's reply pool, or a consumer binding's call pool.
 func (n *Node) onPayloadConsumed(p *peer, m *wire.PayloadConsumed) error {
 	var err error
 	switch b, cb := p.provided[m.Handle], p.required[m.Handle]; {
-	case b != nil:
+	case b != nil && m.Reply && b.replies != nil:
+		err = b.replies.Release(m.Payload.Slot, b.replyReader)
+	case b != nil && !m.Reply && b.subscriber:
 		err = b.offer.pool.Release(m.Payload.Slot, b.reader)
-	case cb != nil && cb.proxy.callPool != nil:
-		err = cb.proxy.callPool.Release(m.Payload.Slot, cb.callReader)
+	case b != nil:
+		err = errors.New("the binding holds no such pool")
+	case cb != nil && !m.Reply && cb.callPool != nil:
+		err = cb.callPool.Release(m.Payload.Slot, cb.callReader)
 	case cb != nil:
 		err = errors.New("no call pool was shared")
 	default:
@@ -580,6 +661,10 @@ func (n *Node) onPayloadConsumed(p *peer, m *wire.PayloadConsumed) error {
 
 func shmGeometry(g wire.Geometry) shm.Geometry {
 	return shm.Geometry{SlotSize: g.SlotSize, SlotCount: g.SlotCount}
+}
+
+func wireGeometry(g shm.Geometry) wire.Geometry {
+	return wire.Geometry{SlotSize: g.SlotSize, SlotCount: g.SlotCount}
 }
 
 func mapShmErr(err error) error {

@@ -2,11 +2,12 @@ package engine
 
 import (
 	"context"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/gwipc/gwipc/engine/internal/transport"
-	"github.com/gwipc/gwipc/engine/wire"
+	"github.com/gwipc/gwipc/engine/internal/wire"
 	"github.com/gwipc/gwipc/shm"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -25,7 +26,7 @@ func TestStalledReaderIsBypassedThenResumed(t *testing.T) {
 	got := make(chan struct{}, 4096)
 	gpx, err := good.Require(sensor, nil)
 	require.NoError(t, err)
-	require.NoError(t, gpx.Subscribe(0, Updates, func(*Sample) { got <- struct{}{} }))
+	require.NoError(t, gpx.Subscribe(0, Updates, func(Sample) { got <- struct{}{} }))
 	eventually(t, func() bool { st, _ := gpx.Subscription(0); return st == SubscriptionActive }, "good subscribed")
 
 	// The stalled peer: a raw dialler that binds, subscribes, then reads nothing.
@@ -122,7 +123,7 @@ func TestCallTimeoutsFireInDeadlineOrder(t *testing.T) {
 	eventually(t, px.Available, "available")
 	order := make(chan int, 3)
 	for i, ms := range []int{300, 50, 150} {
-		_, err := px.CallAsync(0, nil, CallOptions{Timeout: time.Duration(ms) * time.Millisecond}, func(_ *Reply, err error) {
+		_, err := px.CallAsync(0, nil, CallOptions{Timeout: time.Duration(ms) * time.Millisecond}, func(_ Reply, err error) {
 			assert.ErrorIs(t, err, ErrTimeout)
 			order <- i
 		})
@@ -141,8 +142,8 @@ func TestKeptReplyOutlivesItsCompletion(t *testing.T) {
 	px, err := d.Require(sensor, nil)
 	require.NoError(t, err)
 	eventually(t, px.Available, "available")
-	kept := make(chan *Reply, 1)
-	_, err = px.CallAsync(0, nil, CallOptions{}, func(r *Reply, err error) {
+	kept := make(chan Reply, 1)
+	_, err = px.CallAsync(0, nil, CallOptions{}, func(r Reply, err error) {
 		require.NoError(t, err)
 		r.Keep()
 		kept <- r
@@ -150,13 +151,15 @@ func TestKeptReplyOutlivesItsCompletion(t *testing.T) {
 	require.NoError(t, err)
 	r := <-kept
 	assert.Equal(t, "kept", string(r.Data()))
-	assert.Equal(t, 1, l.Status().Offers[0].Pool.InUse, "the reply's slot is held while kept")
+	assert.Equal(t, 1, slotsInUse(l.Status().Offers[0]), "the reply's slot is held while kept")
 	r.Release()
-	eventually(t, func() bool { return l.Status().Offers[0].Pool.InUse == 0 }, "released")
+	eventually(t, func() bool { return slotsInUse(l.Status().Offers[0]) == 0 }, "released")
 }
 
 // Close while a handler runs (and more samples wait behind it): no handler
 // runs after Close returns, and every slot comes back.
+// Close from another goroutine waits for a callback in progress, and no
+// callback runs after it returns.
 func TestCloseDuringDeliveryReleasesEverything(t *testing.T) {
 	path := socketPath(t)
 	l := listen(t, path, nil)
@@ -169,29 +172,34 @@ func TestCloseDuringDeliveryReleasesEverything(t *testing.T) {
 	px, err := d.Require(sensor, nil)
 	require.NoError(t, err)
 	entered, unblock := make(chan struct{}), make(chan struct{})
-	calls := 0
-	require.NoError(t, px.Subscribe(0, Updates, func(*Sample) {
-		calls++
-		if calls == 1 {
+	var calls atomic.Int32
+	var finished atomic.Bool
+	require.NoError(t, px.Subscribe(0, Updates, func(Sample) {
+		if calls.Add(1) == 1 {
 			close(entered)
 			<-unblock
+			finished.Store(true)
 		}
 	}))
 	eventually(t, func() bool { st, _ := px.Subscription(0); return st == SubscriptionActive }, "subscribed")
 	for range 3 {
 		require.NoError(t, o.Publish(0, []byte("x")))
 	}
-	<-entered
-	require.NoError(t, d.Close())
-	close(unblock)
+	recvWithin(t, entered, "first delivery")
+	closeDone := make(chan error, 1)
+	go func() { closeDone <- d.Close() }()
+	eventually(t, d.closedFlag.Load, "Close under way")
 	select {
-	case err := <-runDone:
-		require.NoError(t, err)
-	case <-time.After(waitFor):
-		t.Fatal("Run did not return")
+	case <-closeDone:
+		t.Fatal("Close returned while a callback was still running")
+	case <-time.After(50 * time.Millisecond):
 	}
-	assert.Equal(t, 1, calls, "no handler after Close")
-	eventually(t, func() bool { return l.Status().Offers[0].Pool.InUse == 0 }, "every slot released")
+	close(unblock)
+	require.NoError(t, recvWithin(t, closeDone, "Close"))
+	assert.True(t, finished.Load(), "Close returned only after the callback")
+	require.NoError(t, recvWithin(t, runDone, "Run"))
+	assert.Equal(t, int32(1), calls.Load(), "no handler after Close")
+	eventually(t, func() bool { return slotsInUse(l.Status().Offers[0]) == 0 }, "every slot released")
 }
 
 func TestRequestUpdateErrors(t *testing.T) {
@@ -201,8 +209,8 @@ func TestRequestUpdateErrors(t *testing.T) {
 	px, err := d.Require(sensor, nil)
 	require.NoError(t, err)
 	assert.ErrorIs(t, px.RequestUpdate(0), ErrInvalidConfig, "not subscribed")
-	require.NoError(t, px.Subscribe(0, Updates, func(*Sample) {}))
-	require.NoError(t, px.Subscribe(3, Updates, func(*Sample) {}), "unbound: kept, checked by the provider later")
+	require.NoError(t, px.Subscribe(0, Updates, func(Sample) {}))
+	require.NoError(t, px.Subscribe(3, Updates, func(Sample) {}), "unbound: kept, checked by the provider later")
 	assert.ErrorIs(t, px.RequestUpdate(0), ErrNotAvailable)
 	_, err = l.Offer(sensor, &OfferConfig{Events: 1})
 	require.NoError(t, err)

@@ -2,11 +2,13 @@ package engine
 
 import (
 	"errors"
+	"fmt"
+	"os"
 	"sync"
 	"time"
 
 	"github.com/gwipc/gwipc/engine/internal/transport"
-	"github.com/gwipc/gwipc/engine/wire"
+	"github.com/gwipc/gwipc/engine/internal/wire"
 	"github.com/gwipc/gwipc/shm"
 	"golang.org/x/sys/unix"
 )
@@ -71,12 +73,13 @@ type peerState uint8
 
 const (
 	peerHandshake peerState = iota // connected, Connect/Connect_reply not yet exchanged
+	peerAdmitting                  // listener: Connect received, Config.Authorize to be asked
 	peerReady                      // session established
 	peerClosing                    // failed or closing; torn down at the next reap
 )
 
 func (s peerState) String() string {
-	return [...]string{"handshake", "ready", "closing"}[s]
+	return [...]string{"handshake", "admitting", "ready", "closing"}[s]
 }
 
 // outPacket is one queued control packet and the fds (owned dups) that travel
@@ -99,6 +102,13 @@ type peer struct {
 	caps     uint32
 	maxOut   int // largest packet the peer accepts
 	failErr  error
+
+	inHandshake bool          // counted in Node.handshakes (an accepted peer not yet ready)
+	saidGoodbye bool          // the peer announced an orderly close
+	goodbyeSent bool          // we announced ours
+	admission   *wire.Connect // while admitting: the Connect to complete
+	logLimit    logLimiter
+	mapped      int64 // bytes of this peer's pools this node maps
 
 	pkts    []outPacket
 	spare   [][]byte
@@ -138,29 +148,29 @@ type outbox struct {
 
 func (p *peer) queueUpdate(m wire.EventUpdate) {
 	p.out.update = m
-	p.queue(&p.out.update, -1)
+	p.queue(&p.out.update)
 }
 
 // queueConsumed releases one payload in the peer's pool; handle is the
-// peer's handle of the binding.
-func (p *peer) queueConsumed(handle uint64, pl wire.Payload) {
-	p.out.consumed = wire.PayloadConsumed{Handle: handle, Payload: pl}
-	p.queue(&p.out.consumed, -1)
+// peer's handle of the binding, reply says the payload is in its reply pool.
+func (p *peer) queueConsumed(handle uint64, pl wire.Payload, reply bool) {
+	p.out.consumed = wire.PayloadConsumed{Handle: handle, Payload: pl, Reply: reply}
+	p.queue(&p.out.consumed)
 }
 
 func (p *peer) queueCall(m wire.CallMethod) {
 	p.out.call = m
-	p.queue(&p.out.call, -1)
+	p.queue(&p.out.call)
 }
 
 func (p *peer) queueCallHandle(m wire.CallMethodHandle) {
 	p.out.handle = m
-	p.queue(&p.out.handle, -1)
+	p.queue(&p.out.handle)
 }
 
 func (p *peer) queueCallReply(m wire.CallMethodReply) {
 	p.out.reply = m
-	p.queue(&p.out.reply, -1)
+	p.queue(&p.out.reply)
 }
 
 type offerSeen struct {
@@ -180,18 +190,45 @@ type peerStats struct {
 }
 
 // poolHint returns the geometry p asked for (for the instance, else for every
-// instance of the service), or def. p may be nil.
-func (p *peer) poolHint(svc ServiceID, dir wire.Direction, def shm.Geometry) shm.Geometry {
-	if p == nil {
-		return def
-	}
-	if g, ok := p.poolHints[poolHintKey{svc.ID, svc.Instance, dir}]; ok {
+// instance of the service), or def.
+func (p *peer) poolHint(svc ServiceID, kind PoolKind, def shm.Geometry) shm.Geometry {
+	if g, ok := p.poolHints[poolHintKey{svc.ID, svc.Instance, kind}]; ok {
 		return g
 	}
-	if g, ok := p.poolHints[poolHintKey{svc.ID, "", dir}]; ok {
+	if g, ok := p.poolHints[poolHintKey{svc.ID, "", kind}]; ok {
 		return g
 	}
 	return def
+}
+
+// mapPool maps a pool p sent us, within the limits on what one peer may make
+// this node map. It takes fd (closed on every path).
+func (p *peer) mapPool(fd int, g shm.Geometry) (*shm.View, error) {
+	lim := &p.n.cfg.Limits
+	if err := lim.checkPool(g); err != nil {
+		closeFD(fd)
+		return nil, err
+	}
+	if p.mapped+g.Size() > lim.MappedBytes {
+		closeFD(fd)
+		return nil, fmt.Errorf("%w: mapping %d more bytes of this peer's pools would exceed %d", ErrQuotaExceeded, g.Size(), lim.MappedBytes)
+	}
+	v, err := shm.MapView(fd, g)
+	if err != nil {
+		return nil, err
+	}
+	p.mapped += g.Size()
+	return v, nil
+}
+
+// unmapPool closes a view mapPool made (unmapped once its last reference
+// goes) and gives its bytes back to p's allowance.
+func (p *peer) unmapPool(v *shm.View) {
+	if v == nil {
+		return
+	}
+	p.mapped -= v.Geometry().Size()
+	v.Close()
 }
 
 var errOutputFull = errors.New("engine: peer's output queue is full (peer not reading)")
@@ -217,14 +254,14 @@ func newPeer(n *Node, conn channel) *peer {
 	}
 }
 
-// queue appends m to the peer's output, with fd (dup'ed here; -1 for none)
-// attached to the same packet. The output is flushed at once, or at the end
-// of the current dispatch when the node is batching.
-func (p *peer) queue(m wire.Message, fd int) {
+// queue appends m to the peer's output, with fds (dup'ed here) attached to
+// the same packet. The output is flushed at once, or at the end of the
+// current dispatch when the node is batching.
+func (p *peer) queue(m wire.Message, fds ...int) {
 	if p.state == peerClosing {
 		return
 	}
-	i := p.tail(fd >= 0)
+	i := p.tail(len(fds))
 	start := len(p.pkts[i].b)
 	b, err := m.Append(p.pkts[i].b)
 	if err != nil {
@@ -233,26 +270,27 @@ func (p *peer) queue(m wire.Message, fd int) {
 		p.n.fail(p, protoErr("encoding "+m.Type().String(), err))
 		return
 	}
+	size := len(b) - start
 	if len(b) > p.maxOut && start > 0 {
 		msg := b[start:]
 		p.pkts[i].b = b[:start]
 		i = p.newPacket()
 		b = append(p.pkts[i].b, msg...)
 	}
-	if len(b) > p.maxOut {
+	if size > p.maxOut {
 		p.n.fail(p, protoErr("encoding "+m.Type().String(), wire.ErrTooLarge))
 		return
 	}
 	p.pkts[i].b = b
-	if fd >= 0 {
+	for _, fd := range fds {
 		dup, err := unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 0)
 		if err != nil {
-			p.n.fail(p, err)
+			p.n.fail(p, os.NewSyscallError("fcntl F_DUPFD_CLOEXEC", err))
 			return
 		}
 		p.pkts[i].fds = append(p.pkts[i].fds, dup)
 	}
-	p.queued += len(b) - start
+	p.queued += size
 	p.stats.MessagesOut++
 	if p.queued > p.n.cfg.MaxOutput {
 		p.n.fail(p, errOutputFull)
@@ -261,9 +299,10 @@ func (p *peer) queue(m wire.Message, fd int) {
 	p.n.schedule(p)
 }
 
-// tail returns the index of the packet to append to.
-func (p *peer) tail(withFD bool) int {
-	if k := len(p.pkts); k > 0 && (!withFD || len(p.pkts[k-1].fds) < transport.MaxFDs) {
+// tail returns the index of the packet to append to: the last one, if it
+// has room for nfds more fds.
+func (p *peer) tail(nfds int) int {
+	if k := len(p.pkts); k > 0 && len(p.pkts[k-1].fds)+nfds <= transport.MaxFDs {
 		return k - 1
 	}
 	return p.newPacket()
@@ -318,6 +357,9 @@ func (p *peer) popPacket() {
 	n := copy(p.pkts, p.pkts[1:])
 	p.pkts[n] = outPacket{}
 	p.pkts = p.pkts[:n]
+	if n == 0 && cap(p.pkts) > 64 {
+		p.pkts = nil // a backlog is over: give its memory back
+	}
 }
 
 // discardOutput drops everything queued (the peer is going away).

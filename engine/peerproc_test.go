@@ -66,7 +66,7 @@ type peerRole struct {
 	mu      sync.Mutex
 	offers  map[string]*Offer
 	proxies map[string]*Proxy
-	held    map[string][]*Sample
+	held    map[string][]Sample
 	calls   map[string][]Call
 	pending map[string]PendingCall
 	finders map[string]*Finder
@@ -85,7 +85,7 @@ func peerMain(spec string) int {
 	mode, rest, _ := strings.Cut(spec, ":")
 	path, name, _ := strings.Cut(rest, ":")
 	r := &peerRole{out: bufio.NewWriter(os.Stdout), offers: map[string]*Offer{}, proxies: map[string]*Proxy{},
-		held: map[string][]*Sample{}, calls: map[string][]Call{}, pending: map[string]PendingCall{}, finders: map[string]*Finder{}}
+		held: map[string][]Sample{}, calls: map[string][]Call{}, pending: map[string]PendingCall{}, finders: map[string]*Finder{}}
 	var pc peerConfig
 	if js := os.Getenv(peerCfgEnv); js != "" {
 		if err := json.Unmarshal([]byte(js), &pc); err != nil {
@@ -165,7 +165,9 @@ func (r *peerRole) offer(a []string) error {
 		OnUpdateRequest: func(ev uint16) { r.emit("updreq %s %d", name, ev) },
 	}
 	if len(pos) > 3 {
+		// Sizes the event pool and every binding's reply pool alike.
 		cfg.Geometry = shm.Geometry{SlotCount: uint32(atoi(pos[3])), SlotSize: uint32(atoi(pos[4]))}
+		cfg.ReplyGeometry = cfg.Geometry
 	}
 	if v, ok := opts["methods"]; ok {
 		cfg.Methods = uint16(atoi(v))
@@ -178,7 +180,7 @@ func (r *peerRole) offer(a []string) error {
 	if v, ok := opts["share"]; ok {
 		cfg.SubscriberSlots = atoi(v)
 	}
-	if _, ok := opts["nohandler"]; !ok {
+	if cfg.Methods > 0 {
 		cfg.OnCall = func(c Call) { r.onCall(name, c) }
 	}
 	o, err := r.node.Offer(testService(name), cfg)
@@ -224,7 +226,7 @@ func (r *peerRole) call(a []string) (string, error) {
 		defer cancel()
 	}
 	reply, err := px.Call(ctx, uint16(atoi(a[2])), []byte(strings.TrimPrefix(a[3], "-")))
-	if reply != nil {
+	if reply.Data() != nil || err == nil {
 		defer reply.Release()
 		if err != nil {
 			return "", fmt.Errorf("%w data=%s", err, reply.Data())
@@ -245,7 +247,7 @@ func (r *peerRole) acall(a []string) (string, error) {
 	}
 	r.nextID++
 	id := fmt.Sprintf("c%d", r.nextID)
-	h, err := r.proxies[a[1]].CallAsync(uint16(atoi(a[2])), []byte(strings.TrimPrefix(a[3], "-")), opts, func(rep *Reply, err error) {
+	h, err := r.proxies[a[1]].CallAsync(uint16(atoi(a[2])), []byte(strings.TrimPrefix(a[3], "-")), opts, func(rep Reply, err error) {
 		if err != nil {
 			r.emit("done %s err %v", id, err)
 			return
@@ -265,7 +267,7 @@ func (r *peerRole) burst(name string, n int) error {
 	good, bad := 0, 0
 	for i := range n {
 		want := fmt.Sprintf("m%d", i)
-		_, err := r.proxies[name].CallAsync(0, []byte(want), CallOptions{}, func(rep *Reply, err error) {
+		_, err := r.proxies[name].CallAsync(0, []byte(want), CallOptions{}, func(rep Reply, err error) {
 			mu.Lock()
 			defer mu.Unlock()
 			if err == nil && string(rep.Data()) == want {
@@ -319,7 +321,7 @@ func (r *peerRole) do(a []string) (string, error) {
 		if slices.Contains(a[3:], "initial") {
 			mode = InitialValue
 		}
-		return "", r.proxies[name].Subscribe(uint16(atoi(a[2])), mode, func(s *Sample) {
+		return "", r.proxies[name].Subscribe(uint16(atoi(a[2])), mode, func(s Sample) {
 			req := ""
 			if s.Requested() {
 				req = " req"

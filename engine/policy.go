@@ -2,7 +2,10 @@ package engine
 
 import (
 	"fmt"
+	"log/slog"
 	"slices"
+
+	"github.com/gwipc/gwipc/shm"
 )
 
 // Action is what a peer does with a service, for access rules.
@@ -72,13 +75,24 @@ func (p *peer) cred() PeerCred {
 type Limits struct {
 	Services      int // services one peer may request or bind (default 1024)
 	Subscriptions int // event subscriptions of one peer (default 4096)
-	PendingCalls  int // unanswered method calls from one peer (default 1024)
-	FindElements  int // find-service watches of one peer (default 256)
+	// PendingCalls bounds one peer's method calls this node has received and
+	// not finished: unanswered calls, and fire-and-forget calls whose
+	// handler has not run yet (default 1024).
+	PendingCalls int
+	FindElements int // find-service watches of one peer (default 256)
+	// PoolBytes bounds one pool a peer may make this node create (a size in
+	// its Connect) or map (a pool it sends): default 64 MiB.
+	PoolBytes int64
+	// PoolSlots bounds the slot count of such a pool (default 4096).
+	PoolSlots int
+	// MappedBytes bounds the sum of one peer's pools this node maps at once
+	// (default 256 MiB).
+	MappedBytes int64
 }
 
 func (l Limits) withDefaults() Limits {
 	def := func(v *int, d int) {
-		if *v <= 0 {
+		if *v == 0 {
 			*v = d
 		}
 	}
@@ -86,18 +100,33 @@ func (l Limits) withDefaults() Limits {
 	def(&l.Subscriptions, 4096)
 	def(&l.PendingCalls, 1024)
 	def(&l.FindElements, 256)
+	def(&l.PoolSlots, 4096)
+	if l.PoolBytes == 0 {
+		l.PoolBytes = 64 << 20
+	}
+	if l.MappedBytes == 0 {
+		l.MappedBytes = 256 << 20
+	}
 	return l
 }
 
-// admit checks a connecting peer against the listener's allow-lists and
-// authorizer; the error says why it is refused.
-func (n *Node) admit(c PeerCred) error {
-	cfg := &n.cfg
-	if (len(cfg.AllowUIDs) > 0 || len(cfg.AllowGIDs) > 0) && !credIn(c, cfg.AllowUIDs, cfg.AllowGIDs) {
-		return fmt.Errorf("uid %d gid %d not allowed", c.UID, c.GID)
+func (l Limits) validate() error {
+	if l.Services < 0 || l.Subscriptions < 0 || l.PendingCalls < 0 || l.FindElements < 0 ||
+		l.PoolSlots < 0 || l.PoolBytes < 0 || l.MappedBytes < 0 {
+		return fmt.Errorf("%w: negative limit in %+v", ErrInvalidConfig, l)
 	}
-	if cfg.Authorize != nil {
-		return cfg.Authorize(c)
+	return nil
+}
+
+// checkPool reports whether a pool of geometry g that a peer sizes or sends
+// is within the limits.
+func (l *Limits) checkPool(g shm.Geometry) error {
+	if err := g.Validate(); err != nil {
+		return err
+	}
+	if int64(g.SlotCount) > int64(l.PoolSlots) || g.Size() > l.PoolBytes {
+		return fmt.Errorf("%w: pool of %d slots of %d bytes (%d bytes) exceeds the limit of %d slots, %d bytes",
+			ErrQuotaExceeded, g.SlotCount, g.SlotSize, g.Size(), l.PoolSlots, l.PoolBytes)
 	}
 	return nil
 }
@@ -119,13 +148,12 @@ var actionNames = map[Action]string{ActionOffer: "offer", ActionRequire: "requir
 func (n *Node) reject(p *peer, svc ServiceID, act Action) {
 	n.counters.PolicyRejections++
 	p.stats.PolicyRejections++
-	n.log.Warn("refused by policy", "action", actionNames[act], "service", svc, "peer", p.pub.id,
-		"name", p.pub.name, "pid", p.pub.cred.PID, "uid", p.pub.cred.UID, "gid", p.pub.cred.GID)
+	n.peerLogf(p, slog.LevelWarn, "refused by policy", "action", actionNames[act], "service", svc)
 }
 
 // quotaHit records and logs a refusal by a limit.
 func (n *Node) quotaHit(p *peer, what string) {
 	n.counters.QuotaHits++
 	p.stats.QuotaHits++
-	n.log.Warn("peer limit reached", "limit", what, "peer", p.pub.id, "name", p.pub.name, "pid", p.pub.cred.PID, "uid", p.pub.cred.UID)
+	n.peerLogf(p, slog.LevelWarn, "peer limit reached", "limit", what)
 }

@@ -1,17 +1,20 @@
 package engine
 
 import (
+	"errors"
 	"fmt"
+	"log/slog"
 
-	"github.com/gwipc/gwipc/engine/wire"
+	"github.com/gwipc/gwipc/engine/internal/wire"
 	"github.com/gwipc/gwipc/shm"
 )
 
 // Proxy is this node's handle on a service instance some peer provides. The
 // node asks every peer for the service; the first compatible offer is bound
-// (others are kept as standbys and used if it goes away). Subscriptions are
-// kept across loss and rebinding: they are sent again whenever the service
-// becomes available. Safe for concurrent use.
+// (others are kept as standbys and used if it goes away). A node never binds
+// to its own offers. Subscriptions are kept across loss and rebinding: they
+// are sent again whenever the service becomes available. Safe for
+// concurrent use.
 type Proxy struct {
 	n          *Node
 	svc        ServiceID
@@ -20,7 +23,7 @@ type Proxy struct {
 	candidates []*peer // peers offering a compatible version, in arrival order
 	bind       *consBinding
 	subs       map[uint16]*subscription
-	callPool   *shm.Pool // our pool for call payloads, created on the first bind to a provider with methods
+	available  chan struct{} // closed when the service becomes available (or the proxy closes); nil without waiters
 	stats      ProxyCounters
 }
 
@@ -31,6 +34,7 @@ type ProxyCounters struct {
 	Binds          uint64 `json:"binds"`           // times the service became available
 	Incompatible   uint64 `json:"incompatible"`    // offers ignored because their minor version is too old
 	RefusedOffers  uint64 `json:"refused_offers"`  // offers ignored because policy does not let that peer offer the service
+	RefusedPools   uint64 `json:"refused_pools"`   // bindings given up because the provider's pools exceed our limits
 	Calls          uint64 `json:"calls"`           // method calls sent
 	CallErrors     uint64 `json:"call_errors"`     // replies with an application or middleware error
 	CallsAbandoned uint64 `json:"calls_abandoned"` // calls cancelled or timed out before their reply
@@ -62,7 +66,7 @@ func (s SubscriptionState) String() string {
 type subscription struct {
 	event    uint16
 	mode     SubscribeMode
-	handler  func(*Sample)
+	handler  func(Sample)
 	state    SubscriptionState
 	lastSeq  uint64
 	received uint64
@@ -76,10 +80,12 @@ type consBinding struct {
 	requiredID uint64
 	providedID uint64
 	connected  bool
-	view       *shm.View
+	eventView  *shm.View // the provider's event pool, if we may subscribe
+	replyView  *shm.View // the binding's reply pool, if we may call
 	methods    uint16
 	events     uint16
-	callReader shm.ReaderID            // the provider's reader id in our call pool
+	callPool   *shm.Pool               // our pool for this binding's call payloads (nil: the offer has no methods)
+	callReader shm.ReaderID            // the provider's reader id in it
 	calls      map[uint64]*pendingCall // calls waiting for their reply
 }
 
@@ -96,13 +102,18 @@ func (n *Node) Require(svc ServiceID, cfg *ProxyConfig) (*Proxy, error) {
 	if cfg != nil {
 		c = *cfg
 	}
+	if c.CallGeometry != (shm.Geometry{}) {
+		if err := c.CallGeometry.Validate(); err != nil {
+			return nil, fmt.Errorf("%w: proxy %v: %w", ErrInvalidConfig, svc, err)
+		}
+	}
 	if err := n.lockChecked(); err != nil {
 		return nil, err
 	}
 	defer n.unlock()
 	key := svc.key()
 	if n.proxies[key] != nil {
-		return nil, fmt.Errorf("%w: %v", ErrDuplicate, svc)
+		return nil, fmt.Errorf("%w: proxy %v", ErrDuplicate, svc)
 	}
 	px := &Proxy{n: n, svc: svc, cfg: c, subs: map[uint16]*subscription{}}
 	n.proxies[key] = px
@@ -125,11 +136,30 @@ func (px *Proxy) Service() ServiceID { return px.svc }
 func (px *Proxy) Available() bool {
 	px.n.mu.Lock()
 	defer px.n.mu.Unlock()
-	return px.bind != nil && px.bind.connected
+	return px.availableLocked()
+}
+
+func (px *Proxy) availableLocked() bool { return px.bind != nil && px.bind.connected }
+
+// availabilityWait returns a channel closed once the service becomes
+// available or the proxy closes. Called with n.mu held.
+func (px *Proxy) availabilityWait() <-chan struct{} {
+	if px.available == nil {
+		px.available = make(chan struct{})
+	}
+	return px.available
+}
+
+// wakeWaiters releases everyone waiting in availabilityWait.
+func (px *Proxy) wakeWaiters() {
+	if px.available != nil {
+		close(px.available)
+		px.available = nil
+	}
 }
 
 func (px *Proxy) announce(p *peer) {
-	p.queue(&wire.RequestService{Service: px.svc.wire(), InUse: true}, -1)
+	p.queue(&wire.RequestService{Service: px.svc.wire(), InUse: true})
 }
 
 func (px *Proxy) addCandidate(p *peer, offered ServiceID) {
@@ -138,7 +168,7 @@ func (px *Proxy) addCandidate(p *peer, offered ServiceID) {
 	}
 	if !offered.CompatibleWith(px.svc) {
 		px.stats.Incompatible++
-		px.n.log.Warn("ignoring an incompatible offer", "want", px.svc, "offered", offered, "peer", p.pub.id)
+		px.n.peerLogf(p, slog.LevelWarn, "ignoring an incompatible offer", "want", px.svc, "offered", offered)
 		return
 	}
 	if !px.n.allowed(p, px.svc, ActionOffer) {
@@ -171,6 +201,8 @@ func (px *Proxy) dropCandidate(p *peer) {
 }
 
 // bindNext sends Connect_service to the first candidate if nothing is bound.
+// A binding to a provider with methods carries a new call pool, so no
+// provider ever sees the requests sent to another.
 func (px *Proxy) bindNext() {
 	if px.bind != nil || px.closed || len(px.candidates) == 0 {
 		return
@@ -178,36 +210,38 @@ func (px *Proxy) bindNext() {
 	p := px.candidates[0]
 	b := &consBinding{proxy: px, peer: p, requiredID: px.n.newHandle(), calls: map[uint64]*pendingCall{}}
 	m := &wire.ConnectService{Service: px.svc.wire(), RequiredID: b.requiredID, InUse: true}
-	fd := -1
+	var fds []int
 	if p.offers[px.svc.key()].methods > 0 && p.caps&wire.CapMethods != 0 {
-		if pool, err := px.ensureCallPool(p); err != nil {
-			px.n.log.Error("creating a call pool", "service", px.svc, "err", err)
-		} else if b.callReader, err = pool.AddReader(0); err == nil {
-			g := pool.Geometry()
-			m.HasPool, m.Pool, fd = true, wire.Geometry{SlotSize: g.SlotSize, SlotCount: g.SlotCount}, pool.Fd()
+		if err := b.createCallPool(); err != nil {
+			px.n.peerLogf(p, slog.LevelError, "creating a call pool", "service", px.svc, "err", err)
+		} else {
+			m.HasPool, m.Pool = true, wireGeometry(b.callPool.Geometry())
+			fds = []int{b.callPool.Fd()}
 		}
 	}
 	p.required[b.requiredID] = b
 	px.bind = b
-	p.queue(m, fd)
+	p.queue(m, fds...)
 }
 
-// ensureCallPool returns the proxy's call pool, creating it on first use,
-// sized like Offer.ensurePool's (trigger: the provider being bound).
-func (px *Proxy) ensureCallPool(trigger *peer) (*shm.Pool, error) {
-	if px.callPool != nil {
-		return px.callPool, nil
-	}
+// createCallPool makes b's call pool, sized by the proxy's config, else by
+// what the provider (a dialler) asked for in its Connect, else the default.
+func (b *consBinding) createCallPool() error {
+	px := b.proxy
 	g := px.cfg.CallGeometry
 	if g == (shm.Geometry{}) {
-		g = trigger.poolHint(px.svc, wire.DirConsumer, DefaultCallGeometry)
+		g = b.peer.poolHint(px.svc, CallPool, DefaultCallGeometry)
 	}
 	pool, err := shm.NewPool(poolName(px.svc)+"-calls", g)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	px.callPool = pool
-	return pool, nil
+	if b.callReader, err = pool.AddReader(0); err != nil {
+		pool.Close()
+		return err
+	}
+	b.callPool = pool
+	return nil
 }
 
 // unbind drops the current binding (which the provider has already dropped,
@@ -216,13 +250,13 @@ func (px *Proxy) unbind() {
 	b := px.bind
 	px.bind = nil
 	px.n.failCalls(b, ErrNotAvailable)
-	if px.callPool != nil {
-		px.callPool.RemoveReader(b.callReader)
+	if b.callPool != nil {
+		b.callPool.Close()
 	}
 	delete(b.peer.required, b.requiredID)
-	if b.view != nil {
-		b.view.Close() // unmapped once the last sample from it is released
-	}
+	// Unmapped once the last sample or reply from them is released.
+	b.peer.unmapPool(b.eventView)
+	b.peer.unmapPool(b.replyView)
 	for _, s := range px.subs {
 		s.state = SubscriptionPending
 	}
@@ -241,7 +275,7 @@ func (px *Proxy) notifyAvailability(up bool) {
 // each. The subscription is kept while the proxy lives: it is sent whenever
 // the service becomes available. Subscribing again replaces the handler.
 // ProxyConfig.OnSubscription reports the provider's answer.
-func (px *Proxy) Subscribe(event uint16, mode SubscribeMode, handler func(*Sample)) error {
+func (px *Proxy) Subscribe(event uint16, mode SubscribeMode, handler func(Sample)) error {
 	if handler == nil {
 		return fmt.Errorf("%w: nil handler", ErrInvalidConfig)
 	}
@@ -274,7 +308,8 @@ func (px *Proxy) Subscribe(event uint16, mode SubscribeMode, handler func(*Sampl
 }
 
 // Unsubscribe stops event's updates. No handler for event runs once it
-// returns. Unsubscribing an event that is not subscribed does nothing.
+// returns, and updates already on their way are given back unread.
+// Unsubscribing an event that is not subscribed does nothing.
 func (px *Proxy) Unsubscribe(event uint16) error {
 	n := px.n
 	if err := n.lockChecked(); err != nil {
@@ -313,13 +348,14 @@ func (px *Proxy) sendSubscribe(s *subscription, on bool) {
 	if b.peer.caps&wire.CapFields == 0 {
 		mode = wire.ModeUpdates // the peer knows no initial values
 	}
-	b.peer.queue(&wire.SubscribeEvent{ProvidedID: b.providedID, Event: s.event, Mode: mode, Subscribe: on}, -1)
+	b.peer.queue(&wire.SubscribeEvent{ProvidedID: b.providedID, Event: s.event, Mode: mode, Subscribe: on})
 }
 
 // Close stops consuming the service: the provider is told to drop the
-// binding (releasing every slot we held), and peers are told the service is
-// no longer needed. Samples still kept must not be read after Close (their
-// slots may be reused). Idempotent.
+// binding (releasing every slot we held), pending calls complete with
+// ErrClosed, and peers are told the service is no longer needed. Kept
+// samples stay readable until released, but the provider may reuse their
+// slots. Idempotent.
 func (px *Proxy) Close() error {
 	n := px.n
 	n.mu.Lock()
@@ -335,19 +371,17 @@ func (px *Proxy) closeLocked() {
 	n := px.n
 	if b := px.bind; b != nil {
 		n.failCalls(b, ErrClosed)
-		b.peer.queue(&wire.ConnectService{Service: px.svc.wire(), RequiredID: b.requiredID}, -1)
+		b.peer.queue(&wire.ConnectService{Service: px.svc.wire(), RequiredID: b.requiredID})
 		px.unbind()
 	}
 	px.closed = true
+	px.wakeWaiters()
 	delete(n.proxies, px.svc.key())
 	for _, p := range n.peers {
 		n.forgetUnwatchedOffers(p)
 		if p.state == peerReady {
-			p.queue(&wire.RequestService{Service: px.svc.wire()}, -1)
+			p.queue(&wire.RequestService{Service: px.svc.wire()})
 		}
-	}
-	if px.callPool != nil {
-		px.callPool.Close()
 	}
 }
 
@@ -367,44 +401,64 @@ func (n *Node) consumerBinding(p *peer, h uint64, what string) (*consBinding, er
 }
 
 func (n *Node) onConnectServiceReply(p *peer, m *wire.ConnectServiceReply, fds *fdQueue) error {
-	fd := -1
-	if m.HasPool {
-		var ok bool
-		if fd, ok = fds.take(); !ok {
-			return protoErr("Connect_service_reply announces a pool but carries no fd", nil)
+	eventFD, replyFD := -1, -1
+	var ok bool
+	if m.HasEventPool {
+		if eventFD, ok = fds.take(); !ok {
+			return protoErr("Connect_service_reply announces an event pool but carries no fd", nil)
+		}
+	}
+	if m.HasReplyPool {
+		if replyFD, ok = fds.take(); !ok {
+			closeFD(eventFD)
+			return protoErr("Connect_service_reply announces a reply pool but carries no fd", nil)
 		}
 	}
 	b, err := n.consumerBinding(p, m.RequiredID, "Connect_service_reply")
 	if b == nil || err != nil {
-		closeFD(fd)
+		closeFD(eventFD)
+		closeFD(replyFD)
 		return err
 	}
 	px := b.proxy
 	switch {
 	case b.connected:
-		closeFD(fd)
+		closeFD(eventFD)
+		closeFD(replyFD)
 		return protoErr("second Connect_service_reply for one binding", nil)
 	case m.Status != wire.StatusOK:
-		closeFD(fd)
-		n.log.Warn("provider refused the binding", "service", px.svc, "peer", p.pub.id, "status", m.Status)
+		closeFD(eventFD)
+		closeFD(replyFD)
+		n.peerLogf(p, slog.LevelWarn, "provider refused the binding", "service", px.svc, "status", m.Status)
 		px.dropCandidate(p)
 		return nil
 	}
-	if fd < 0 && (m.Events > 0 || m.Methods > 0) {
-		return protoErr("Connect_service_reply without a pool for a service with events or methods", nil)
+	// Map the pools (each call takes its fd), within our limits.
+	if eventFD >= 0 {
+		b.eventView, err = p.mapPool(eventFD, shmGeometry(m.EventPool))
 	}
-	if fd >= 0 {
-		v, err := shm.MapView(fd, shmGeometry(m.Pool))
-		if err != nil {
-			return protoErr("mapping the provider's pool", err)
-		}
-		b.view = v
+	if err == nil && replyFD >= 0 {
+		b.replyView, err = p.mapPool(replyFD, shmGeometry(m.ReplyPool))
+		replyFD = -1
+	}
+	closeFD(replyFD)
+	switch {
+	case errors.Is(err, ErrQuotaExceeded):
+		// Too large for us: give the binding up and try another provider.
+		px.stats.RefusedPools++
+		n.peerLogf(p, slog.LevelWarn, "refusing a provider's pools", "service", px.svc, "err", err)
+		p.queue(&wire.ConnectService{Service: px.svc.wire(), RequiredID: b.requiredID})
+		px.dropCandidate(p)
+		return nil
+	case err != nil:
+		return protoErr("mapping the provider's pools", err)
 	}
 	b.connected = true
 	b.providedID = m.ProvidedID
 	b.methods, b.events = m.Methods, m.Events
 	px.stats.Binds++
 	px.notifyAvailability(true)
+	px.wakeWaiters()
 	for _, s := range px.subs {
 		s.state = SubscriptionPending
 		s.lastSeq = 0
@@ -428,7 +482,7 @@ func (n *Node) onSubscribeEventReply(p *peer, m *wire.SubscribeEventReply) error
 		s.state = SubscriptionActive
 	} else {
 		s.state = SubscriptionRefused
-		cbErr = &SubscriptionError{Event: m.Event, Status: m.Status}
+		cbErr = &SubscriptionError{Event: m.Event, Status: StatusCode(m.Status)}
 	}
 	if cb := px.cfg.OnSubscription; cb != nil {
 		ev := m.Event
@@ -440,16 +494,17 @@ func (n *Node) onSubscribeEventReply(p *peer, m *wire.SubscribeEventReply) error
 // SubscriptionError is the provider's refusal of a subscription.
 type SubscriptionError struct {
 	Event  uint16
-	Status wire.Status
+	Status StatusCode
 }
 
 func (e *SubscriptionError) Error() string {
 	return fmt.Sprintf("engine: subscription to event %d refused: %v", e.Event, e.Status)
 }
 
-// Is makes a refusal for an unknown event match ErrUnknownEvent.
+// Is matches the refusal's status to the engine's sentinels
+// (ErrUnknownEvent, ErrPermissionDenied, ErrQuotaExceeded).
 func (e *SubscriptionError) Is(target error) bool {
-	return target == ErrUnknownEvent && e.Status == wire.StatusUnknownEvent
+	return target != nil && e.Status.sentinel() == target
 }
 
 func (n *Node) onEventUpdate(p *peer, m *wire.EventUpdate) error {
@@ -457,20 +512,20 @@ func (n *Node) onEventUpdate(p *peer, m *wire.EventUpdate) error {
 	if b == nil {
 		return err
 	}
-	if !b.connected || b.view == nil {
-		return protoErr("Event_update before the binding is established", nil)
+	if !b.connected || b.eventView == nil {
+		return protoErr("Event_update without an established binding holding an event pool", nil)
 	}
 	if m.Requested && p.caps&wire.CapFields == 0 {
 		return protoErr("requested Event_update without the fields capability", nil)
 	}
-	data, err := b.view.Bytes(shm.Handle{Slot: m.Payload.Slot, Len: m.Payload.Len})
+	data, err := b.eventView.Bytes(shm.Handle{Slot: m.Payload.Slot, Len: m.Payload.Len})
 	if err != nil {
 		return protoErr("Event_update payload", err)
 	}
 	px := b.proxy
 	s := px.subs[m.Event]
 	if s == nil {
-		n.consume(b, m.Payload) // not (any more) subscribed: give it back
+		n.consume(b, m.Payload, false) // not (any more) subscribed: give it back
 		return nil
 	}
 	if !m.Requested {
@@ -480,22 +535,22 @@ func (n *Node) onEventUpdate(p *peer, m *wire.EventUpdate) error {
 		}
 		s.lastSeq = m.Seq
 	}
-	if err := b.view.Acquire(); err != nil {
-		n.consume(b, m.Payload)
+	if err := b.eventView.Acquire(); err != nil {
+		n.consume(b, m.Payload, false)
 		return nil
 	}
-	smp := n.newSample()
-	*smp = Sample{received: received{n: n, b: b, data: data, payload: m.Payload},
-		event: m.Event, seq: m.Seq, requested: m.Requested, pooled: true}
-	n.enqueue(callback{sample: smp})
+	r := n.newSample()
+	r.received = received{n: n, b: b, view: b.eventView, payload: m.Payload}
+	r.data, r.event, r.seq, r.requested = data, m.Event, m.Seq, m.Requested
+	n.enqueue(callback{sample: r})
 	return nil
 }
 
 // consume tells b's provider that we are done with a payload.
-func (n *Node) consume(b *consBinding, pl wire.Payload) {
+func (n *Node) consume(b *consBinding, pl wire.Payload, reply bool) {
 	p := b.peer
 	if p.required[b.requiredID] != b {
 		return // binding gone: the provider released our references itself
 	}
-	p.queueConsumed(b.providedID, pl)
+	p.queueConsumed(b.providedID, pl, reply)
 }

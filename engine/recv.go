@@ -1,11 +1,14 @@
 package engine
 
 import (
+	"errors"
 	"fmt"
+	"log/slog"
+	"slices"
 	"time"
 	"unicode/utf8"
 
-	"github.com/gwipc/gwipc/engine/wire"
+	"github.com/gwipc/gwipc/engine/internal/wire"
 )
 
 // inbox holds one reusable struct per message type so decoding allocates
@@ -27,6 +30,7 @@ type inbox struct {
 	updateRequest wire.EventUpdateRequest
 	consumed      wire.PayloadConsumed
 	find          wire.FindService
+	goodbye       wire.Goodbye
 }
 
 func (in *inbox) message(t wire.Type) wire.Message {
@@ -61,6 +65,8 @@ func (in *inbox) message(t wire.Type) wire.Message {
 		return &in.updateRequest
 	case wire.TypePayloadConsumed:
 		return &in.consumed
+	case wire.TypeGoodbye:
+		return &in.goodbye
 	}
 	return &in.find
 }
@@ -93,8 +99,11 @@ func (n *Node) handlePacket(p *peer, pkt []byte, fds *fdQueue) error {
 }
 
 func (n *Node) handle(p *peer, m wire.Message, fds *fdQueue) error {
-	if p.state == peerHandshake {
+	switch p.state {
+	case peerHandshake:
 		return n.handleHandshake(p, m)
+	case peerAdmitting:
+		return protoErr(m.Type().String()+" before the handshake completed", nil)
 	}
 	if c := capability(m.Type()); p.caps&c != c {
 		return protoErr(m.Type().String()+" without the capability being negotiated", nil)
@@ -128,6 +137,10 @@ func (n *Node) handle(p *peer, m wire.Message, fds *fdQueue) error {
 		return n.onEventUpdateRequest(p, m)
 	case *wire.FindService:
 		return n.onFindService(p, m)
+	case *wire.Goodbye:
+		p.saidGoodbye = true
+		n.fail(p, nil) // orderly: the peer closes the connection next
+		return nil
 	}
 	return protoErr(m.Type().String()+" after the handshake", nil)
 }
@@ -164,13 +177,13 @@ func (n *Node) sendConnect(p *peer) {
 		}
 		p.announced[f] = true
 	}
-	p.queue(m, -1)
+	p.queue(m)
 }
 
 func connectMessage(cfg *Config, caps uint32) *wire.Connect {
 	m := &wire.Connect{Version: wire.Version, Caps: caps, MaxPacket: uint32(cfg.MaxPacket), Name: cfg.Name}
 	for _, pc := range cfg.Pools {
-		m.Pools = append(m.Pools, wire.PoolConfig{ID: pc.ServiceID, Instance: pc.Instance, Dir: pc.Direction,
+		m.Pools = append(m.Pools, wire.PoolConfig{ID: pc.ServiceID, Instance: pc.Instance, Dir: pc.Kind.wire(),
 			Geometry: wire.Geometry{SlotSize: pc.Geometry.SlotSize, SlotCount: pc.Geometry.SlotCount}})
 	}
 	return m
@@ -192,14 +205,11 @@ func (n *Node) handleHandshake(p *peer, m wire.Message) error {
 	return protoErr(m.Type().String()+" before the handshake", nil)
 }
 
+// onConnect checks a dialler's Connect. If the node has an authorizer, the
+// peer waits (admitting) for it to be asked outside the lock (see admit);
+// otherwise the handshake completes at once.
 func (n *Node) onConnect(p *peer, m *wire.Connect) error {
-	reject := func(st wire.Status, reason string) error {
-		n.counters.PeersRejected++
-		reason = truncate(reason, wire.MaxReasonLen)
-		p.queue(&wire.ConnectReply{Status: st, Version: wire.Version, Name: n.cfg.Name, Reason: reason}, -1)
-		p.flush()
-		return &RejectedError{Status: st, Reason: reason}
-	}
+	reject := func(st wire.Status, reason string) error { return n.rejectConnect(p, st, reason) }
 	if m.Version != wire.Version {
 		return reject(wire.StatusVersionUnsupported, fmt.Sprintf("protocol version %d unsupported (want %d)", m.Version, wire.Version))
 	}
@@ -207,42 +217,124 @@ func (n *Node) onConnect(p *peer, m *wire.Connect) error {
 		return reject(wire.StatusMalformed, fmt.Sprintf("max packet %d below %d", m.MaxPacket, wire.MinPacket))
 	}
 	for _, pc := range m.Pools {
-		if err := shmGeometry(pc.Geometry).Validate(); err != nil {
-			return reject(wire.StatusMalformed, fmt.Sprintf("pool config for %q: %v", pc.ID, err))
+		if err := n.cfg.Limits.checkPool(shmGeometry(pc.Geometry)); err != nil {
+			st := wire.StatusMalformed
+			if errors.Is(err, ErrQuotaExceeded) {
+				st = wire.StatusQuotaExceeded
+			}
+			return reject(st, fmt.Sprintf("pool config for %q: %v", pc.ID, err))
 		}
 	}
 	if len(m.Find) > n.cfg.Limits.FindElements {
 		return reject(wire.StatusQuotaExceeded, fmt.Sprintf("%d find elements, limit %d", len(m.Find), n.cfg.Limits.FindElements))
 	}
+	for _, el := range m.Find {
+		if el.ID == "" {
+			return protoErr("Connect with an empty find element", nil)
+		}
+	}
 	c := p.cred()
 	c.Name = m.Name
-	if err := n.admit(c); err != nil {
-		n.counters.PolicyRejections++
-		n.log.Warn("refusing a peer", "name", m.Name, "pid", c.PID, "uid", c.UID, "gid", c.GID, "reason", err)
-		return reject(wire.StatusPermissionDenied, err.Error())
+	if cfg := &n.cfg; (len(cfg.AllowUIDs) > 0 || len(cfg.AllowGIDs) > 0) && !credIn(c, cfg.AllowUIDs, cfg.AllowGIDs) {
+		return n.refusePeer(p, c, fmt.Errorf("uid %d gid %d not allowed", c.UID, c.GID))
 	}
+	if n.cfg.Authorize != nil {
+		// m is the inbox's reused struct: keep a copy until admit.
+		a := *m
+		a.Find, a.Pools = slices.Clone(m.Find), slices.Clone(m.Pools)
+		p.admission = &a
+		p.state = peerAdmitting
+		n.admitting = append(n.admitting, p)
+		return nil
+	}
+	n.acceptConnect(p, m)
+	return nil
+}
+
+// admit asks Config.Authorize about each peer waiting for it, outside the
+// lock, then completes or refuses their handshakes, and takes the callback
+// batch. Called inside the dispatch's application section, without n.mu.
+func (n *Node) admit(peers []*peer) {
+	verdicts := make([]error, len(peers))
+	for i, p := range peers {
+		c := p.cred() // fixed once the peer is admitting
+		c.Name = p.admission.Name
+		verdicts[i] = n.authorize(c)
+	}
+	n.mu.Lock()
+	for i, p := range peers {
+		if p.state != peerAdmitting {
+			continue // gone meanwhile (timed out, node closing)
+		}
+		m := p.admission
+		p.admission = nil
+		if err := verdicts[i]; err != nil {
+			c := p.cred()
+			c.Name = m.Name
+			p.state = peerHandshake
+			n.fail(p, n.refusePeer(p, c, err))
+			continue
+		}
+		n.acceptConnect(p, m)
+	}
+	n.reap()
+	logs := n.takeLogs()
+	n.run, n.callbacks = n.callbacks, n.run[:0]
+	n.mu.Unlock()
+	n.emitLogs(logs)
+}
+
+// authorize runs the application's authorizer; a panic refuses the peer.
+func (n *Node) authorize(c PeerCred) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("the authorizer failed: %v", r)
+		}
+	}()
+	return n.cfg.Authorize(c)
+}
+
+// refusePeer refuses a peer the allow-lists or the authorizer do not admit.
+func (n *Node) refusePeer(p *peer, c PeerCred, why error) error {
+	n.counters.PolicyRejections++
+	n.peerLogf(p, slog.LevelWarn, "refusing a peer", "claimed_name", c.Name, "reason", why)
+	return n.rejectConnect(p, wire.StatusPermissionDenied, why.Error())
+}
+
+// rejectConnect answers a Connect with a refusal; the returned error closes
+// the connection.
+func (n *Node) rejectConnect(p *peer, st wire.Status, reason string) error {
+	n.counters.PeersRejected++
+	reason = truncate(reason, wire.MaxReasonLen)
+	p.queue(&wire.ConnectReply{Status: st, Version: wire.Version, Name: n.cfg.Name, Reason: reason})
+	p.flush()
+	return &RejectedError{Status: StatusCode(st), Reason: reason}
+}
+
+// acceptConnect completes a listener's handshake with an admitted peer.
+func (n *Node) acceptConnect(p *peer, m *wire.Connect) {
 	for _, pc := range m.Pools {
-		p.poolHints[poolHintKey{pc.ID, pc.Instance, pc.Dir}] = shmGeometry(pc.Geometry)
+		kind := ReplyPool
+		if pc.Dir == wire.DirConsumer {
+			kind = CallPool
+		}
+		p.poolHints[poolHintKey{pc.ID, pc.Instance, kind}] = shmGeometry(pc.Geometry)
 	}
 	p.pub.name = m.Name
 	p.caps = m.Caps & n.ourCaps()
 	p.maxOut = int(min(m.MaxPacket, wire.MaxPacket))
 	p.queue(&wire.ConnectReply{Status: wire.StatusOK, Version: wire.Version, Caps: p.caps,
-		MaxPacket: uint32(n.cfg.MaxPacket), Name: n.cfg.Name}, -1)
+		MaxPacket: uint32(n.cfg.MaxPacket), Name: n.cfg.Name})
 	n.peerReady(p)
 	for _, el := range m.Find {
-		if el.ID == "" {
-			return protoErr("Connect with an empty find element", nil)
-		}
 		n.addFind(p, el, true)
 	}
-	return nil
 }
 
 func (n *Node) onConnectReply(p *peer, m *wire.ConnectReply) error {
 	if m.Status != wire.StatusOK {
-		err := &RejectedError{Status: m.Status, Reason: m.Reason}
-		n.log.Error("listener rejected the connection", "status", m.Status, "reason", m.Reason)
+		err := &RejectedError{Status: StatusCode(m.Status), Reason: m.Reason}
+		n.limitedLogf(&n.logLimit, slog.LevelError, "listener rejected the connection", "status", m.Status, "reason", m.Reason)
 		n.fail(p, err)
 		return nil
 	}
@@ -266,6 +358,7 @@ func (n *Node) onConnectReply(p *peer, m *wire.ConnectReply) error {
 func (n *Node) peerReady(p *peer) {
 	p.state = peerReady
 	p.wasReady = true
+	n.handshakeDone(p)
 	p.since = time.Now()
 	n.rearm()
 	for _, px := range n.proxies {
@@ -276,7 +369,7 @@ func (n *Node) peerReady(p *peer) {
 			f.announce(p, true)
 		}
 	}
-	n.log.Info("peer connected", "peer", p.pub.id, "name", p.pub.name, "pid", p.pub.cred.PID, "uid", p.pub.cred.UID, "gid", p.pub.cred.GID)
+	n.peerLogf(p, slog.LevelInfo, "peer connected")
 	if cb := n.cfg.OnPeerConnected; cb != nil {
 		pub := p.pub
 		n.enqueue(callback{fn: func() { cb(pub) }})

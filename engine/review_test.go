@@ -5,7 +5,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gwipc/gwipc/engine/wire"
 	"github.com/gwipc/gwipc/shm"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -56,7 +55,7 @@ func TestPanickingHandlerLosesNoOtherCallback(t *testing.T) {
 	px, err := d.Require(sensor, nil)
 	require.NoError(t, err)
 	var got []uint64
-	require.NoError(t, px.Subscribe(0, Updates, func(s *Sample) {
+	require.NoError(t, px.Subscribe(0, Updates, func(s Sample) {
 		if s.Seq() == 1 {
 			panic("handler bug")
 		}
@@ -82,7 +81,7 @@ func TestPanickingHandlerLosesNoOtherCallback(t *testing.T) {
 	// must not cost the other two.
 	assert.Equal(t, 1, pump(func() bool { return len(got) == 2 }))
 	assert.Equal(t, []uint64{2, 3}, got)
-	eventually(t, func() bool { return l.Status().Offers[0].Pool.InUse == 0 }, "every slot released, the panicking handler's too")
+	eventually(t, func() bool { return slotsInUse(l.Status().Offers[0]) == 0 }, "every slot released, the panicking handler's too")
 }
 
 func TestPanickingCallHandlerStillAnswers(t *testing.T) {
@@ -116,8 +115,8 @@ func TestPanickingCallHandlerStillAnswers(t *testing.T) {
 	_, err = px.Call(ctx, 0, []byte("req"))
 	var ce *CallError
 	require.ErrorAs(t, err, &ce)
-	assert.Equal(t, wire.ResultMiddleware, ce.Result)
-	assert.Equal(t, int32(wire.StatusHandlerFailed), ce.Code)
+	assert.False(t, ce.App)
+	assert.Equal(t, StatusHandlerFailed, ce.Status)
 	eventually(t, func() bool { return d.Status().Proxies[0].CallPool.InUse == 0 }, "request released")
 	assert.Zero(t, l.Status().Peers[0].PendingCalls)
 }
@@ -134,7 +133,7 @@ func TestCancelledCallsCountAgainstThePendingLimit(t *testing.T) {
 	eventually(t, px.Available, "available")
 	results := make(chan error, 16)
 	for range 8 {
-		h, err := px.CallAsync(0, nil, CallOptions{}, func(_ *Reply, err error) { results <- err })
+		h, err := px.CallAsync(0, nil, CallOptions{}, func(_ Reply, err error) { results <- err })
 		require.NoError(t, err)
 		h.Cancel()
 	}
@@ -194,8 +193,8 @@ func TestPoolHintsBelongToTheirDialler(t *testing.T) {
 	o, err := l.Offer(sensor, &OfferConfig{Events: 1})
 	require.NoError(t, err)
 	tiny := shm.Geometry{SlotSize: 1, SlotCount: 1}
-	d := dial(t, path, &Config{Pools: []PoolConfig{{ServiceID: sensor.ID, Direction: wire.DirProvider, Geometry: tiny},
-		{ServiceID: "unrelated", Direction: wire.DirProvider, Geometry: tiny}}})
+	d := dial(t, path, &Config{Pools: []PoolConfig{{ServiceID: sensor.ID, Kind: ReplyPool, Geometry: tiny},
+		{ServiceID: "unrelated", Kind: ReplyPool, Geometry: tiny}}})
 	eventually(t, func() bool { return d.Status().Dialler.Connected }, "connected")
 	l.mu.Lock()
 	hints := 0

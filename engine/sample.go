@@ -1,17 +1,22 @@
 package engine
 
 import (
-	"github.com/gwipc/gwipc/engine/wire"
+	"sync/atomic"
+
+	"github.com/gwipc/gwipc/engine/internal/wire"
+	"github.com/gwipc/gwipc/shm"
 	"golang.org/x/sys/unix"
 )
 
 // received is a payload this node read from a provider's pool: a read-only
-// view that must be handed back (Payload_consumed) exactly once.
+// view that must be handed back (Payload_consumed) exactly once. Guarded by
+// Node.mu.
 type received struct {
 	n        *Node
 	b        *consBinding
-	data     []byte
+	view     *shm.View // the pool the payload is in (its reference is held)
 	payload  wire.Payload
+	inReply  bool // the payload is in the binding's reply pool
 	released bool
 }
 
@@ -22,99 +27,149 @@ func (r *received) releaseLocked() {
 	}
 	r.released = true
 	if r.payload.Slot != wire.NoSlot {
-		r.n.consume(r.b, r.payload)
-		r.b.view.Unref()
+		r.n.consume(r.b, r.payload, r.inReply)
+		r.view.Unref()
 	}
-	r.data = nil
+}
+
+// sampleRec is the node's reusable record of one delivered event update.
+// Samples name it with a generation, so a stale Sample never acts on a
+// later delivery that reuses the record.
+type sampleRec struct {
+	received
+	gen       atomic.Uint64 // written under Node.mu; 0 once released
+	kept      bool
+	data      []byte
+	seq       uint64
+	event     uint16
+	requested bool
 }
 
 // Sample is one received event update: a read-only view of a slot in the
-// provider's shared memory.
+// provider's shared memory. It is a small value; copies refer to the same
+// delivery.
 //
 // A Sample is valid while its handler runs and is released when the handler
 // returns, unless the handler calls Keep; a kept sample stays valid (and its
-// slot stays held, counting against the pool) until Release. Writing to
-// Data faults: the memory is mapped read-only.
+// slot stays held, counting against the subscriber's share of the pool)
+// until Release. Release and Keep act only on the delivery the Sample came
+// from: on a copy kept past its release they do nothing. Writing to Data
+// faults: the memory is mapped read-only.
 type Sample struct {
-	received
-	event     uint16
+	rec       *sampleRec
+	gen       uint64
+	data      []byte
 	seq       uint64
+	event     uint16
 	requested bool
-	kept      bool
-	pooled    bool // may be reused after release (never once kept)
 }
 
-// Data is the payload, read-only, valid until the sample is released.
-func (s *Sample) Data() []byte { return s.data }
+// Data is the payload, read-only, valid until the sample is released (the
+// mapping of a kept sample stays valid after its proxy or node closes, but
+// the provider may then reuse the slot). It is nil once the sample is
+// released; do not keep the slice past Release.
+func (s Sample) Data() []byte {
+	if s.rec == nil || s.rec.gen.Load() != s.gen {
+		return nil
+	}
+	return s.data
+}
 
 // Event is the event id.
-func (s *Sample) Event() uint16 { return s.event }
+func (s Sample) Event() uint16 { return s.event }
 
 // Seq is the provider's sequence number for this event (1 for the first
 // update). A jump between consecutive samples means updates were missed.
 // A requested update (see Requested) repeats the sequence number of the
 // value it carries.
-func (s *Sample) Seq() uint64 { return s.seq }
+func (s Sample) Seq() uint64 { return s.seq }
 
 // Requested reports whether this update answers a request for the current
 // value (a field's initial value or Proxy.RequestUpdate) rather than being
 // a new publication.
-func (s *Sample) Requested() bool { return s.requested }
+func (s Sample) Requested() bool { return s.requested }
 
-// Keep keeps the sample past its handler's return. Call it only inside the
-// handler; the sample must then be released with Release.
-func (s *Sample) Keep() {
-	s.kept = true
-	s.pooled = false
+// Keep keeps the sample past its handler's return; it must then be released
+// with Release. It has effect only while the sample is still held (inside
+// its handler, or already kept) and reports whether the sample is kept.
+// Safe from any goroutine.
+func (s Sample) Keep() bool {
+	r := s.rec
+	if r == nil {
+		return false
+	}
+	r.n.mu.Lock()
+	defer r.n.mu.Unlock()
+	if r.gen.Load() != s.gen {
+		return false
+	}
+	r.kept = true
+	return true
 }
 
-// Release gives the slot back to the provider. It is idempotent and safe
-// from any goroutine; a nil sample is ignored.
-func (s *Sample) Release() {
-	if s == nil {
+// Release gives the slot back to the provider. It is idempotent, safe from
+// any goroutine, and does nothing for the zero Sample or a stale copy.
+func (s Sample) Release() {
+	r := s.rec
+	if r == nil {
 		return
 	}
-	n := s.n
+	n := r.n
 	n.mu.Lock()
-	s.releaseSample()
+	if r.gen.Load() == s.gen {
+		r.releaseLocked()
+	}
 	n.unlock()
 }
 
-func (s *Sample) releaseSample() {
-	if s.released {
+// releaseLocked gives the slot back and the record to the node's free
+// list. Called with n.mu held.
+func (r *sampleRec) releaseLocked() {
+	if r.released {
 		return
 	}
-	s.releaseLocked()
-	if s.pooled {
-		s.n.freeSamples = append(s.n.freeSamples, s)
+	r.gen.Store(0)
+	r.received.releaseLocked()
+	r.data = nil
+	if n := r.n; len(n.freeSamples) < maxFreeObjects {
+		n.freeSamples = append(n.freeSamples, r)
 	}
 }
 
-// deliver runs the handler for s (on the dispatching goroutine) and reports
-// whether s must be released now.
-func (s *Sample) deliver() bool {
-	n := s.n
+// deliver runs the subscription's handler for r, on the dispatching
+// goroutine. The dispatcher releases r afterwards unless it was kept.
+func (r *sampleRec) deliver() {
+	n := r.n
 	n.mu.Lock()
-	var handler func(*Sample)
-	if sub := s.b.proxy.subs[s.event]; sub != nil && !s.b.proxy.closed {
-		handler = sub.handler
-		sub.received++
-		s.b.proxy.stats.Received++
+	var handler func(Sample)
+	if px := r.b.proxy; !px.closed {
+		if sub := px.subs[r.event]; sub != nil {
+			handler = sub.handler
+			sub.received++
+			px.stats.Received++
+		}
 	}
+	s := Sample{rec: r, gen: r.gen.Load(), data: r.data, seq: r.seq, event: r.event, requested: r.requested}
 	n.mu.Unlock()
 	if handler != nil {
 		handler(s)
 	}
-	return !s.kept
 }
 
-func (n *Node) newSample() *Sample {
+// newSample takes a record for a delivery, with a new generation. Called
+// with n.mu held.
+func (n *Node) newSample() *sampleRec {
+	var r *sampleRec
 	if k := len(n.freeSamples); k > 0 {
-		s := n.freeSamples[k-1]
+		r = n.freeSamples[k-1]
 		n.freeSamples = n.freeSamples[:k-1]
-		return s
+		r.received, r.kept, r.data, r.seq, r.event, r.requested = received{}, false, nil, 0, 0, false
+	} else {
+		r = new(sampleRec)
 	}
-	return new(Sample)
+	n.nextGen++
+	r.gen.Store(n.nextGen)
+	return r
 }
 
 func closeFD(fd int) {

@@ -132,7 +132,7 @@ func TestEventUpdateDeliversBytesAndShrunkPayloads(t *testing.T) {
 		tp.cons.expect("recv a 1 1 hello-world")
 		tp.prov.do("publish a 1 hi")
 		tp.cons.expect("recv a 1 2 hi")
-		tp.prov.waitStatus(func(s Status) bool { return s.Offers[0].Pool.InUse == 0 }, "slots released")
+		tp.prov.waitStatus(func(s Status) bool { return slotsInUse(s.Offers[0]) == 0 }, "slots released")
 	})
 }
 
@@ -185,7 +185,7 @@ func TestSubscriptionToUnknownEventIsRefused(t *testing.T) {
 
 func TestSlotExhaustionAndRecovery(t *testing.T) {
 	bothWays(t, func(t *testing.T, tp *topology) {
-		subscribed(t, tp, "1 2 64", 0, true)
+		subscribed(t, tp, "1 2 64 share=2", 0, true)
 		tp.prov.do("publish a 0 one")
 		tp.prov.do("publish a 0 two")
 		tp.cons.expect("recv a 0 1 one")
@@ -213,7 +213,7 @@ func TestFanOutToManyConsumersSharesOneSlot(t *testing.T) {
 		c.expect("recv a 0 1 shared")
 	}
 	st := prov.status()
-	require.Equal(t, 1, st.Offers[0].Pool.InUse, "one slot for three consumers")
+	require.Equal(t, 1, slotsInUse(st.Offers[0]), "one slot for three consumers")
 	assert.Equal(t, uint64(3), st.Offers[0].Counters.Sent)
 	assert.Contains(t, prov.try("publish a 0 more"), "no free slot")
 	cons[0].do("release a")
@@ -225,10 +225,10 @@ func TestFanOutToManyConsumersSharesOneSlot(t *testing.T) {
 		}
 		return h == 1
 	}, "two of three released")
-	assert.Equal(t, 1, st.Offers[0].Pool.InUse, "the slot stays until the last consumer releases it")
+	assert.Equal(t, 1, slotsInUse(st.Offers[0]), "the slot stays until the last consumer releases it")
 	assert.Contains(t, prov.try("publish a 0 more"), "no free slot")
 	cons[2].do("release a")
-	prov.waitStatus(func(s Status) bool { return s.Offers[0].Pool.InUse == 0 }, "slot free after the last release")
+	prov.waitStatus(func(s Status) bool { return slotsInUse(s.Offers[0]) == 0 }, "slot free after the last release")
 	prov.do("publish a 0 more")
 	for _, c := range cons {
 		c.expect("recv a 0 2 more")
@@ -290,7 +290,7 @@ func TestDiallerRestartIsReboundAndReleasesSlots(t *testing.T) {
 			tp.cons.expect("avail a false")
 			d.do("offer a 1 4 64")
 		} else {
-			tp.prov.waitStatus(func(s Status) bool { return s.Offers[0].Pool.InUse == 0 }, "the dead consumer's slot is back")
+			tp.prov.waitStatus(func(s Status) bool { return slotsInUse(s.Offers[0]) == 0 }, "the dead consumer's slot is back")
 			d.do("require a")
 			d.do("subscribe a 0")
 		}
@@ -304,7 +304,7 @@ func TestDiallerRestartIsReboundAndReleasesSlots(t *testing.T) {
 
 func TestKilledSubscriberGivesBackEverySlot(t *testing.T) {
 	bothWays(t, func(t *testing.T, tp *topology) {
-		subscribed(t, tp, "1 3 64", 0, true)
+		subscribed(t, tp, "1 3 64 share=3", 0, true)
 		for i := range 3 {
 			tp.prov.do("publish a 0 m%d", i)
 		}
@@ -313,7 +313,7 @@ func TestKilledSubscriberGivesBackEverySlot(t *testing.T) {
 		tp.cons.kill()
 		tp.prov.expect("peer-")
 		tp.prov.expect("subscribed a 0 false")
-		st := tp.prov.waitStatus(func(s Status) bool { return s.Offers[0].Pool.InUse == 0 }, "all slots back")
+		st := tp.prov.waitStatus(func(s Status) bool { return slotsInUse(s.Offers[0]) == 0 }, "all slots back")
 		assert.Empty(t, st.Offers[0].Bindings)
 		tp.prov.do("publish a 0 free-again")
 	})

@@ -2,13 +2,15 @@ package engine
 
 import (
 	"fmt"
+	"unicode"
+	"unicode/utf8"
 
-	"github.com/gwipc/gwipc/engine/wire"
+	"github.com/gwipc/gwipc/engine/internal/wire"
 )
 
 // Interface identifies a service interface: an id and a version.
 type Interface struct {
-	ID    string // at most 64 bytes, not empty
+	ID    string // 1 to 64 bytes of printable UTF-8 without spaces
 	Major uint16 // incompatible changes
 	Minor uint16 // compatible additions
 }
@@ -16,20 +18,36 @@ type Interface struct {
 // ServiceID names one service instance.
 type ServiceID struct {
 	Interface
-	Instance string // at most 64 bytes, not empty
+	Instance string // like ID; "*" is reserved (it means any instance to Find)
 }
 
 func (s ServiceID) String() string {
 	return fmt.Sprintf("%s/%s@%d.%d", s.ID, s.Instance, s.Major, s.Minor)
 }
 
-// Validate reports whether s can be offered or required.
+// Validate reports whether s can be offered or required: the id and the
+// instance are 1 to 64 bytes of printable UTF-8 without spaces or control
+// characters, and the instance is not "*".
 func (s ServiceID) Validate() error {
-	switch {
-	case s.ID == "" || len(s.ID) > wire.MaxIDLen:
-		return fmt.Errorf("%w: service id %q must be 1 to %d bytes", ErrInvalidService, s.ID, wire.MaxIDLen)
-	case s.Instance == "" || len(s.Instance) > wire.MaxIDLen:
-		return fmt.Errorf("%w: instance id %q must be 1 to %d bytes", ErrInvalidService, s.Instance, wire.MaxIDLen)
+	if err := validName("service id", s.ID); err != nil {
+		return err
+	}
+	if s.Instance == "*" {
+		return fmt.Errorf("%w: instance id %q is reserved for Find", ErrInvalidService, s.Instance)
+	}
+	return validName("instance id", s.Instance)
+}
+
+// validName checks an id or instance: 1 to 64 bytes, valid UTF-8, every rune
+// printable and not a space.
+func validName(what, s string) error {
+	if s == "" || len(s) > wire.MaxIDLen {
+		return fmt.Errorf("%w: %s %q must be 1 to %d bytes", ErrInvalidService, what, s, wire.MaxIDLen)
+	}
+	for i, r := range s {
+		if r == utf8.RuneError || !unicode.IsPrint(r) || unicode.IsSpace(r) {
+			return fmt.Errorf("%w: %s %q has a space, control character or invalid UTF-8 at byte %d", ErrInvalidService, what, s, i)
+		}
 	}
 	return nil
 }

@@ -15,9 +15,9 @@ func TestInProcessEventFlow(t *testing.T) {
 	px, err := d.Require(sensor, nil)
 	require.NoError(t, err)
 	got := make(chan string, 10)
-	require.NoError(t, px.Subscribe(1, Updates, func(s *Sample) { got <- string(s.Data()) }))
+	require.NoError(t, px.Subscribe(1, Updates, func(s Sample) { got <- string(s.Data()) }))
 	eventually(t, func() bool { st, _ := px.Subscription(1); return st == SubscriptionActive }, "subscription active")
 	require.NoError(t, offer.Publish(1, []byte("hello")))
 	require.Equal(t, "hello", <-got)
-	eventually(t, func() bool { return l.Status().Offers[0].Pool.InUse == 0 }, "slot released")
+	eventually(t, func() bool { return slotsInUse(l.Status().Offers[0]) == 0 }, "slot released")
 }

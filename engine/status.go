@@ -8,7 +8,8 @@ import (
 	"slices"
 	"time"
 
-	"github.com/gwipc/gwipc/engine/wire"
+	"github.com/gwipc/gwipc/engine/internal/wire"
+	"github.com/gwipc/gwipc/shm"
 )
 
 // Status is a point-in-time snapshot of a node, for operators and tests. It
@@ -65,7 +66,8 @@ type PeerStatus struct {
 	StaleHandles     uint64    `json:"stale_handles"`
 	PolicyRejections uint64    `json:"policy_rejections"`
 	QuotaHits        uint64    `json:"quota_hits"`
-	PendingCalls     int       `json:"pending_calls"` // its calls we have not answered
+	PendingCalls     int       `json:"pending_calls"` // its calls we have not finished
+	MappedBytes      int64     `json:"mapped_bytes"`  // bytes of its pools we map
 	Subscriptions    int       `json:"subscriptions"`
 	Requests         []string  `json:"requests"` // services this peer asked us for
 	Offers           []string  `json:"offers"`   // services this peer offers
@@ -84,7 +86,8 @@ type OfferStatus struct {
 	Service  string          `json:"service"`
 	Events   uint16          `json:"events"`
 	Methods  uint16          `json:"methods"`
-	Pool     *PoolStatus     `json:"pool,omitempty"`
+	Pool     *PoolStatus     `json:"pool,omitempty"`  // the event pool, once created
+	Share    int             `json:"share,omitempty"` // slots of it one subscriber may hold
 	Bindings []BindingStatus `json:"bindings"`
 	Fields   []FieldStatus   `json:"fields"`
 	Counters OfferCounters   `json:"counters"`
@@ -104,10 +107,12 @@ type BindingStatus struct {
 	Peer         uint64            `json:"peer"`
 	ProvidedID   uint64            `json:"provided_id"`
 	RequiredID   uint64            `json:"required_id"`
-	Events       []uint16          `json:"events"`          // subscribed
-	Holds        int               `json:"holds"`           // slots it holds now
-	PendingCalls int               `json:"pending_calls"`   // its calls not yet answered
-	Drops        map[uint16]uint64 `json:"drops,omitempty"` // updates dropped for it, by event
+	Subscriber   bool              `json:"subscriber"`           // it may subscribe (it maps the event pool)
+	ReplyPool    *PoolStatus       `json:"reply_pool,omitempty"` // its own reply pool, if it may call
+	Events       []uint16          `json:"events"`               // subscribed
+	Holds        int               `json:"holds"`                // event-pool slots it holds now
+	PendingCalls int               `json:"pending_calls"`        // its calls not yet answered
+	Drops        map[uint16]uint64 `json:"drops,omitempty"`      // updates dropped for it, by event
 }
 
 // ProxyStatus describes one required service.
@@ -118,8 +123,9 @@ type ProxyStatus struct {
 	Candidates    []uint64             `json:"candidates"`
 	Subscriptions []SubscriptionStatus `json:"subscriptions"`
 	PendingCalls  int                  `json:"pending_calls"`
-	CallPool      *PoolStatus          `json:"call_pool,omitempty"`
-	Counters      ProxyCounters        `json:"counters"`
+	CallPool      *PoolStatus          `json:"call_pool,omitempty"` // the current binding's
+
+	Counters ProxyCounters `json:"counters"`
 }
 
 // SubscriptionStatus describes one subscription of a proxy.
@@ -155,7 +161,7 @@ func (n *Node) Status() Status {
 			PacketsIn: p.stats.PacketsIn, PacketsOut: p.stats.PacketsOut, MessagesIn: p.stats.MessagesIn, MessagesOut: p.stats.MessagesOut,
 			BytesIn: p.stats.BytesIn, BytesOut: p.stats.BytesOut, UpdatesDropped: p.stats.UpdatesDropped, StaleHandles: p.stats.StaleHandles,
 			PolicyRejections: p.stats.PolicyRejections, QuotaHits: p.stats.QuotaHits,
-			PendingCalls: p.pendingCalls, Subscriptions: p.subscriptions,
+			PendingCalls: p.pendingCalls, MappedBytes: p.mapped, Subscriptions: p.subscriptions,
 			Requests: []string{}, Offers: []string{}, Finds: []string{}}
 		for _, el := range p.finds {
 			ps.Finds = append(ps.Finds, findString(el))
@@ -181,14 +187,20 @@ func (n *Node) Status() Status {
 			}
 		}
 		if o.pool != nil {
-			ps := o.pool.Stats()
-			os.Pool = &PoolStatus{SlotSize: ps.SlotSize, SlotCount: ps.SlotCount, InUse: ps.InUse}
+			os.Pool, os.Share = poolStatus(o.pool), o.share
 		}
 		for _, b := range o.bindings {
 			evs := slices.Clone(b.events)
 			slices.Sort(evs)
-			os.Bindings = append(os.Bindings, BindingStatus{Peer: b.peer.pub.id, ProvidedID: b.providedID, RequiredID: b.requiredID,
-				Events: evs, Holds: o.pool.Holds(b.reader), PendingCalls: len(b.calls), Drops: maps.Clone(b.drops)})
+			bs := BindingStatus{Peer: b.peer.pub.id, ProvidedID: b.providedID, RequiredID: b.requiredID, Subscriber: b.subscriber,
+				Events: evs, PendingCalls: len(b.calls), Drops: maps.Clone(b.drops)}
+			if b.subscriber {
+				bs.Holds = o.pool.Holds(b.reader)
+			}
+			if b.replies != nil {
+				bs.ReplyPool = poolStatus(b.replies)
+			}
+			os.Bindings = append(os.Bindings, bs)
 		}
 		slices.SortFunc(os.Bindings, func(a, b BindingStatus) int { return cmp.Compare(a.Peer, b.Peer) })
 		st.Offers = append(st.Offers, os)
@@ -200,10 +212,9 @@ func (n *Node) Status() Status {
 			ps.Available = b.connected
 			ps.Provider = b.peer.pub.id
 			ps.PendingCalls = len(b.calls)
-		}
-		if px.callPool != nil {
-			cs := px.callPool.Stats()
-			ps.CallPool = &PoolStatus{SlotSize: cs.SlotSize, SlotCount: cs.SlotCount, InUse: cs.InUse}
+			if b.callPool != nil {
+				ps.CallPool = poolStatus(b.callPool)
+			}
 		}
 		for _, c := range px.candidates {
 			ps.Candidates = append(ps.Candidates, c.pub.id)
@@ -220,6 +231,11 @@ func (n *Node) Status() Status {
 }
 
 var pid = os.Getpid()
+
+func poolStatus(p *shm.Pool) *PoolStatus {
+	st := p.Stats()
+	return &PoolStatus{SlotSize: st.SlotSize, SlotCount: st.SlotCount, InUse: st.InUse}
+}
 
 // findString shows a find element: id/instance@major.minor ("*": any instance).
 func findString(el wire.Service) string {

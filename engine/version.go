@@ -3,7 +3,7 @@ package engine
 import (
 	"fmt"
 
-	"github.com/gwipc/gwipc/engine/wire"
+	"github.com/gwipc/gwipc/engine/internal/wire"
 )
 
 // Version is gwipc's release version.

@@ -27,11 +27,27 @@ var (
 	// at the socket path. That server and its socket are left untouched.
 	ErrInUse = errors.New("simpleipc: socket already in use by a live server")
 
+	// ErrNotSocket is returned by [Start] when something other than a
+	// socket (a regular file, directory, symbolic link, FIFO...) is at the
+	// socket path and no server answers there. It is left untouched: only
+	// a stale socket is ever replaced.
+	ErrNotSocket = errors.New("simpleipc: socket path exists and is not a socket")
+
 	// ErrLocked is returned by [Start] when "<path>.lock" exists and did
 	// not disappear within the lock retry window (about 100 ms, like Git):
 	// another server is starting on the same path, or a crashed start left
 	// the lock behind.
 	ErrLocked = errors.New("simpleipc: socket path is locked")
+
+	// ErrInvalidCommand is returned by [Router.Handle], [Router.HandleFunc]
+	// and [Router.Replace] for a command name that is empty or has a space
+	// or NUL, or for a nil handler. Nothing is registered.
+	ErrInvalidCommand = errors.New("simpleipc: invalid command")
+
+	// ErrCommandExists is returned by [Router.Handle] and
+	// [Router.HandleFunc] for a command name that is already registered.
+	// The registered handler is kept; [Router.Replace] replaces it.
+	ErrCommandExists = errors.New("simpleipc: command already registered")
 
 	// ErrClosed is returned by [Server.Shutdown] and [Server.Close] after
 	// the first call has stopped the server, and by [Server.Err] when the

@@ -19,6 +19,7 @@ const (
 	DefaultThreads        = 5
 	DefaultMaxRequestSize = 16 << 20
 	DefaultIdleTimeout    = 10 * time.Second
+	DefaultSocketMode     = os.FileMode(0o600)
 )
 
 // listenBacklog is Git's listen(2) backlog for Simple-IPC sockets.
@@ -32,8 +33,11 @@ var stolenCheckInterval = 60 * time.Second
 // Handler answers one request. The request is owned by the handler. The
 // reply is written to w in as many pieces as wanted: each Write is sent at
 // once as one or more packets, and a zero-length Write sends nothing.
-// After ServeIPC returns the server always writes the flush packet and
-// closes the connection, whatever the handler returned.
+// After ServeIPC returns the server writes the flush packet and closes the
+// connection, whatever the handler returned, unless the reply is not
+// whole: after a panic, a failed Write, or once ctx is cancelled, the
+// connection is closed without the flush packet, so the client sees an
+// incomplete reply rather than a partial one that looks complete.
 //
 // A non-nil error other than [ErrQuit] is logged and counted in
 // [Stats].Errors; the client still gets the flush packet, so return an
@@ -78,6 +82,12 @@ type Config struct {
 	// freed. Default 10 s; negative means wait forever, as Git does.
 	IdleTimeout time.Duration
 
+	// SocketMode is the socket file's permission bits, set before the
+	// socket listens, so no client can connect through a wider mode (Git
+	// leaves the mode to the umask). Default 0600: only the owner can talk
+	// to the server. Bits other than the permission bits are an error.
+	SocketMode os.FileMode
+
 	// Logger receives one record per dropped connection or handler error.
 	// Default: discard.
 	Logger *slog.Logger
@@ -105,6 +115,9 @@ func (c *Config) normalized() Config {
 		n.IdleTimeout = DefaultIdleTimeout
 	case n.IdleTimeout < 0:
 		n.IdleTimeout = 0 // no deadline
+	}
+	if n.SocketMode == 0 {
+		n.SocketMode = DefaultSocketMode
 	}
 	if n.Logger == nil {
 		n.Logger = slog.New(slog.DiscardHandler)
@@ -168,21 +181,25 @@ type Server struct {
 //     quadratic backoff for about 100 ms, then fail with [ErrLocked];
 //  2. connect to path: if a server answers, fail with [ErrInUse] and leave
 //     it alone;
-//  3. unlink whatever is at path (a stale socket, a regular file), bind a
-//     SOCK_STREAM socket there and listen with a backlog of 50;
-//  4. remember the socket's device and inode;
-//  5. remove the lock.
-//
-// The socket's mode is whatever bind gives under the process umask.
+//  3. remove a stale socket at path; anything else there (a regular file,
+//     directory, symbolic link, FIFO) fails with [ErrNotSocket] and is left
+//     alone (Git unlinks whatever is there);
+//  4. bind a SOCK_STREAM socket at path, set its mode to
+//     [Config.SocketMode] and listen with a backlog of 50;
+//  5. remember the socket's device and inode;
+//  6. remove the lock.
 func Start(path string, h Handler, cfg *Config) (*Server, error) {
 	if h == nil {
 		return nil, errors.New("simpleipc: Start: nil handler")
 	}
-	ln, dev, ino, err := createSocket(path)
+	c := cfg.normalized()
+	if c.SocketMode&^os.ModePerm != 0 {
+		return nil, fmt.Errorf("simpleipc: Start: socket mode %v has bits other than permissions", c.SocketMode)
+	}
+	ln, dev, ino, err := createSocket(path, c.SocketMode)
 	if err != nil {
 		return nil, fmt.Errorf("starting server on %q: %w", path, err)
 	}
-	c := cfg.normalized()
 	s := &Server{
 		path:    path,
 		handler: h,
@@ -297,7 +314,10 @@ func (s *Server) beginShutdown() {
 	}
 }
 
-// force cancels the handlers' context and closes every connection.
+// force cancels the handlers' context and closes every connection. The
+// context goes first: a handler that returns on ctx.Done() may find its
+// connection still open, and serveConn then ends the conversation without
+// the flush packet; a handler blocked in a write is freed by the close.
 func (s *Server) force() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -448,9 +468,10 @@ func (s *Server) serveConn(c *net.UnixConn) {
 
 	pw := &packetWriter{w: c, dl: c, idle: s.cfg.IdleTimeout}
 	herr, panicked := s.callHandler(req, pw)
-	if panicked {
+	if panicked || s.ctx.Err() != nil {
 		// No flush: the client must not take a partial reply for a
-		// complete one.
+		// complete one. A cancelled context means force interrupted the
+		// conversation, perhaps before closing this connection.
 		s.errs.Add(1)
 		return
 	}

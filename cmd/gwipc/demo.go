@@ -195,7 +195,7 @@ func demoConsumer(ctx context.Context, e *env, socket string, duration time.Dura
 		if up {
 			fmt.Fprintf(e.stdout, "%v is available\n", demoService)
 			// Inside a callback: asynchronous, the reply comes in a later Dispatch.
-			proxy.CallAsync(0, nil, engine.CallOptions{Timeout: 5 * time.Second}, func(r *engine.Reply, err error) {
+			proxy.CallAsync(0, nil, engine.CallOptions{Timeout: 5 * time.Second}, func(r engine.Reply, err error) {
 				if err != nil {
 					fmt.Fprintf(e.stdout, "describe failed: %v\n", err)
 					return
@@ -211,7 +211,7 @@ func demoConsumer(ctx context.Context, e *env, socket string, duration time.Dura
 		return fail(e, "demo", "%v", err)
 	}
 	received := 0
-	err = proxy.Subscribe(0, engine.InitialValue, func(s *engine.Sample) {
+	err = proxy.Subscribe(0, engine.InitialValue, func(s engine.Sample) {
 		received++
 		fmt.Fprintf(e.stdout, "received #%d %s\n", s.Seq(), s.Data())
 	})

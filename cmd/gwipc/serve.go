@@ -35,8 +35,10 @@ exactly; "ping\n" is unknown):
   anything else     "unhandled command: <request up to its first NUL>"
 
 Start-up follows Git: exit 1 if a live server already answers at PATH; a
-stale socket or file at PATH is replaced. SIGINT or SIGTERM stops the server
-gracefully (socket removed) and exits 0.`,
+stale socket at PATH is replaced. Unlike Git, anything else at PATH (a file,
+directory, symbolic link) is left alone and the server exits 1, and the
+socket's mode is 0600 (owner only) whatever the umask. SIGINT or SIGTERM
+stops the server gracefully (socket removed) and exits 0.`,
 		flags: func(fs *flag.FlagSet) func(context.Context, *env, []string) int {
 			socket := fs.String("socket", "", "Simple-IPC socket `PATH` (required)")
 			threads := fs.Int("threads", simpleipc.DefaultThreads, "number of worker threads `N` (values < 1 mean 1)")
@@ -65,7 +67,11 @@ gracefully (socket removed) and exits 0.`,
 				if *verbose {
 					cfg.Logger = slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 				}
-				srv, err := simpleipc.Start(*socket, testToolRouter(), cfg)
+				router, err := testToolRouter()
+				if err != nil {
+					return fail(e, "serve-sipc", "%v", err)
+				}
+				srv, err := simpleipc.Start(*socket, router, cfg)
 				if err != nil {
 					return fail(e, "serve-sipc", "%v", err)
 				}
@@ -87,10 +93,14 @@ gracefully (socket removed) and exits 0.`,
 }
 
 // testToolRouter answers like t/helper/test-simple-ipc.c's test_app_cb.
-func testToolRouter() *simpleipc.Router {
+func testToolRouter() (*simpleipc.Router, error) {
 	r := simpleipc.NewRouter()
+	var errs []error
+	add := func(name string, h simpleipc.HandlerFunc) {
+		errs = append(errs, r.Handle(name, h))
+	}
 	exact := func(name string, h simpleipc.HandlerFunc) {
-		r.HandleFunc(name, func(ctx context.Context, req []byte, w io.Writer) error {
+		add(name, func(ctx context.Context, req []byte, w io.Writer) error {
 			if string(req) != name {
 				return simpleipc.Unhandled(w, req)
 			}
@@ -131,7 +141,7 @@ func testToolRouter() *simpleipc.Router {
 		}
 		return nil
 	})
-	r.HandleFunc("sendbytes", func(_ context.Context, req []byte, w io.Writer) error {
+	add("sendbytes", func(_ context.Context, req []byte, w io.Writer) error {
 		ballast, ok := bytes.CutPrefix(req, []byte("sendbytes "))
 		if !ok {
 			return simpleipc.Unhandled(w, req)
@@ -158,7 +168,7 @@ func testToolRouter() *simpleipc.Router {
 		_, err := io.WriteString(w, resp)
 		return err
 	})
-	return r
+	return r, errors.Join(errs...)
 }
 
 // bigLine is Git test-tool's "big: %.75d\n" row.

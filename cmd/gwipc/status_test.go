@@ -34,7 +34,7 @@ func TestStatusAndQueryAgainstARunningNode(t *testing.T) {
 	proxy, err := cons.Require(svc, nil)
 	require.NoError(t, err)
 	got := make(chan struct{}, 1)
-	require.NoError(t, proxy.Subscribe(0, engine.Updates, func(*engine.Sample) { got <- struct{}{} }))
+	require.NoError(t, proxy.Subscribe(0, engine.Updates, func(engine.Sample) { got <- struct{}{} }))
 	require.Eventually(t, func() bool {
 		st, _ := proxy.Subscription(0)
 		return st == engine.SubscriptionActive

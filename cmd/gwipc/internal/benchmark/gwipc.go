@@ -67,6 +67,8 @@ func startGWIPC(spec peerSpec) (*gwSide, error) {
 	g.ping, err = g.node.Offer(pingSvc, &engine.OfferConfig{
 		Events:   2,
 		Geometry: shm.Geometry{SlotSize: uint32(spec.Size), SlotCount: uint32(spec.Slots)},
+		// One subscriber: it may hold the whole pool.
+		SubscriberSlots: spec.Slots,
 		OnSubscription: func(_ uint16, on bool) {
 			if on {
 				g.subbed++
@@ -83,7 +85,7 @@ func startGWIPC(spec peerSpec) (*gwSide, error) {
 		g.close()
 		return nil, err
 	}
-	onEcho := func(s *engine.Sample) {
+	onEcho := func(s engine.Sample) {
 		g.echoes++
 		if len(s.Data()) != g.size {
 			g.badEcho++
@@ -93,7 +95,7 @@ func startGWIPC(spec peerSpec) (*gwSide, error) {
 		g.close()
 		return nil, err
 	}
-	if err := g.pong.Subscribe(evAck, engine.Updates, func(*engine.Sample) { g.acked = true }); err != nil {
+	if err := g.pong.Subscribe(evAck, engine.Updates, func(engine.Sample) { g.acked = true }); err != nil {
 		g.close()
 		return nil, err
 	}
@@ -127,7 +129,7 @@ func shortTempDir() string {
 // dispatch runs one Dispatch and fails if the wait has gone on past the
 // deadline or the peer is gone.
 func (g *gwSide) dispatch() error {
-	k, err := g.node.Dispatch(dispatchWait)
+	k, _, err := g.node.Dispatch(dispatchWait)
 	if err != nil {
 		return err
 	}
@@ -291,7 +293,7 @@ func gwipcPeer(spec peerSpec) (peerResult, error) {
 	if spec.Scenario != scenarioLatency {
 		pongGeo = shm.Geometry{SlotSize: 64, SlotCount: 4} // acknowledgements only
 	}
-	pong, err := node.Offer(pongSvc, &engine.OfferConfig{Events: 2, Geometry: pongGeo})
+	pong, err := node.Offer(pongSvc, &engine.OfferConfig{Events: 2, Geometry: pongGeo, SubscriberSlots: int(pongGeo.SlotCount)})
 	if err != nil {
 		return peerResult{}, err
 	}
@@ -306,7 +308,7 @@ func gwipcPeer(spec peerSpec) (peerResult, error) {
 		failure error
 	)
 	echo := spec.Scenario == scenarioLatency
-	onData := func(s *engine.Sample) {
+	onData := func(s engine.Sample) {
 		res.Messages++
 		res.Bytes += uint64(len(s.Data()))
 		if !echo {
@@ -327,7 +329,7 @@ func gwipcPeer(spec peerSpec) (peerResult, error) {
 			failure = fmt.Errorf("publishing an echo: %w", err)
 		}
 	}
-	onCtl := func(s *engine.Sample) {
+	onCtl := func(s engine.Sample) {
 		if len(s.Data()) != 1 {
 			return
 		}
@@ -351,7 +353,7 @@ func gwipcPeer(spec peerSpec) (peerResult, error) {
 	}
 	idle := time.Now()
 	for !done && failure == nil {
-		k, err := node.Dispatch(dispatchWait)
+		k, _, err := node.Dispatch(dispatchWait)
 		if err != nil {
 			return res, err
 		}

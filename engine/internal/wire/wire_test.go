@@ -26,7 +26,9 @@ var samples = []Message{
 	&OfferService{Service: svc, Offered: true, Methods: 3, Events: 65535},
 	&ConnectService{Service: svc, RequiredID: 1<<63 + 5, InUse: true, HasPool: true, Pool: Geometry{4096, 16}},
 	&ConnectService{Service: svc, RequiredID: 9},
-	&ConnectServiceReply{RequiredID: 7, ProvidedID: 8, Status: StatusOK, Methods: 1, Events: 2, HasPool: true, Pool: Geometry{64, 1024}},
+	&ConnectServiceReply{RequiredID: 7, ProvidedID: 8, Status: StatusOK, Methods: 1, Events: 2,
+		HasEventPool: true, EventPool: Geometry{64, 1024}, HasReplyPool: true, ReplyPool: Geometry{4096, 16}},
+	&ConnectServiceReply{RequiredID: 7, ProvidedID: 8, Status: StatusOK, Methods: 1, HasReplyPool: true, ReplyPool: Geometry{128, 2}},
 	&ConnectServiceReply{RequiredID: 7, Status: StatusIncompatibleVersion},
 	&CallMethod{ProvidedID: 3, InvocationID: 4, Method: 65535, FireAndForget: true, Payload: Payload{Slot: 2, Len: 100}},
 	&CallMethodHandle{RequiredID: 1, InvocationID: 2},
@@ -37,7 +39,9 @@ var samples = []Message{
 	&EventUpdate{RequiredID: 12, Event: 4, Seq: 1 << 40, Requested: true, Payload: Payload{Slot: 7, Len: 4096}},
 	&EventUpdateRequest{ProvidedID: 11, Event: 4},
 	&PayloadConsumed{Handle: 11, Payload: Payload{Slot: 7, Len: 4096}},
+	&PayloadConsumed{Handle: 11, Payload: Payload{Slot: 1, Len: 2}, Reply: true},
 	&FindService{Service: Service{ID: "com.example.sensor", Major: 1}, Add: true},
+	&Goodbye{Status: StatusShuttingDown},
 }
 
 func TestRoundTripEveryMessage(t *testing.T) {
@@ -90,6 +94,11 @@ func TestGoldenBytes(t *testing.T) {
 			"0b010000" + "0b000000" + "0100000000000000" + "0200" + "01"},
 		{"Call_method_reply", &CallMethodReply{RequiredID: 1, InvocationID: 2, Result: ResultAppError, Code: -1, Payload: Payload{Slot: NoSlot}},
 			"09000000" + "1d000000" + "0100000000000000" + "0200000000000000" + "01" + "ffffffff" + "ffffffff" + "00000000"},
+		{"Connect_service_reply", &ConnectServiceReply{RequiredID: 1, ProvidedID: 2, Methods: 1, Events: 0, HasReplyPool: true, ReplyPool: Geometry{SlotSize: 0x80, SlotCount: 2}},
+			"06020000" + "1d000000" + "0100000000000000" + "0200000000000000" + "00" + "0100" + "0000" + "80000000" + "02000000"},
+		{"Payload_consumed reply pool", &PayloadConsumed{Handle: 7, Payload: Payload{Slot: 5, Len: 0x40}, Reply: true},
+			"0f010000" + "10000000" + "0700000000000000" + "05000000" + "40000000"},
+		{"Goodbye", &Goodbye{Status: StatusShuttingDown}, "11000000" + "01000000" + "05"},
 		{"Connect_reply", &ConnectReply{Status: StatusVersionUnsupported, Version: 1, Caps: 7, MaxPacket: 0x10000, Name: "s", Reason: "no"},
 			"02000000" + "10000000" + "01" + "0100" + "07000000" + "00000100" + "0173" + "026e6f"},
 	}

@@ -3,7 +3,7 @@ package wire
 import "fmt"
 
 // Version is the protocol version this package speaks.
-const Version uint16 = 1
+const Version uint16 = 2
 
 // Limits of the wire format.
 const (
@@ -37,7 +37,8 @@ const (
 	TypeEventUpdateRequest  Type = 14
 	TypePayloadConsumed     Type = 15
 	TypeFindService         Type = 16
-	typeLast                     = TypeFindService
+	TypeGoodbye             Type = 17
+	typeLast                     = TypeGoodbye
 )
 
 var typeNames = [...]string{
@@ -57,6 +58,7 @@ var typeNames = [...]string{
 	TypeEventUpdateRequest:  "Event_update_request",
 	TypePayloadConsumed:     "Payload_consumed",
 	TypeFindService:         "Find_service",
+	TypeGoodbye:             "Goodbye",
 }
 
 func (t Type) String() string {
@@ -71,7 +73,9 @@ const (
 	FlagInUse         uint8 = 1 << 0 // Request_service, Connect_service: the service is (still) wanted
 	FlagOffered       uint8 = 1 << 0 // Offer_service: the service is offered (clear: withdrawn)
 	FlagPool          uint8 = 1 << 1 // Connect_service: a pool descriptor follows and one fd travels with the packet
-	FlagReplyPool     uint8 = 1 << 0 // Connect_service_reply: a pool descriptor follows and one fd travels with the packet
+	FlagEventPool     uint8 = 1 << 0 // Connect_service_reply: the event pool's descriptor follows and its fd travels with the packet
+	FlagReplyPool     uint8 = 1 << 1 // Connect_service_reply: the reply pool's descriptor follows (after the event pool's) and its fd travels with the packet
+	FlagInReplyPool   uint8 = 1 << 0 // Payload_consumed: the payload is in the provider's reply pool (clear: the event pool, or the consumer's call pool)
 	FlagFireAndForget uint8 = 1 << 0 // Call_method: no handle and no reply are wanted
 	FlagSubscribe     uint8 = 1 << 0 // Subscribe_event: subscribe (clear: unsubscribe)
 	FlagRequested     uint8 = 1 << 0 // Event_update: answers an Event_update_request or an initial-value subscription
@@ -251,8 +255,14 @@ type ConnectServiceReply struct {
 	Status     Status
 	Methods    uint16
 	Events     uint16
-	HasPool    bool // the provider's pool for events and replies travels with it
-	Pool       Geometry
+	// The provider's event pool (events and field values), sent when the
+	// service has events and the consumer may subscribe; its fd comes first.
+	HasEventPool bool
+	EventPool    Geometry
+	// The binding's own reply pool (method replies), sent when the service
+	// has methods and the consumer may call; its fd comes second.
+	HasReplyPool bool
+	ReplyPool    Geometry
 }
 
 // CallMethod invokes a method (consumer -> provider).
@@ -320,10 +330,17 @@ type EventUpdateRequest struct {
 type PayloadConsumed struct {
 	Handle  uint64 // the receiver's handle of the binding (its provided or required id)
 	Payload Payload
+	Reply   bool // the payload is in the binding's reply pool
 }
 
 // FindService starts or stops watching for instances of an interface.
 type FindService struct {
 	Service Service // empty Instance: any instance
 	Add     bool
+}
+
+// Goodbye announces an orderly close: the sender closes the connection
+// after it, so the receiver can tell an orderly departure from a crash.
+type Goodbye struct {
+	Status Status // why (StatusShuttingDown for a normal close)
 }

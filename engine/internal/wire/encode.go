@@ -28,6 +28,7 @@ func (*EventUpdate) Type() Type         { return TypeEventUpdate }
 func (*EventUpdateRequest) Type() Type  { return TypeEventUpdateRequest }
 func (*PayloadConsumed) Type() Type     { return TypePayloadConsumed }
 func (*FindService) Type() Type         { return TypeFindService }
+func (*Goodbye) Type() Type             { return TypeGoodbye }
 
 // New returns an empty message of type t, or nil for an unknown type.
 func New(t Type) Message {
@@ -64,6 +65,8 @@ func New(t Type) Message {
 		return new(PayloadConsumed)
 	case TypeFindService:
 		return new(FindService)
+	case TypeGoodbye:
+		return new(Goodbye)
 	}
 	return nil
 }
@@ -228,14 +231,17 @@ func (m *ConnectService) Decode(h Header, body []byte) error {
 
 // Append encodes m onto b.
 func (m *ConnectServiceReply) Append(b []byte) ([]byte, error) {
-	e := begin(b, TypeConnectServiceReply, flag(m.HasPool, FlagReplyPool))
+	e := begin(b, TypeConnectServiceReply, flag(m.HasEventPool, FlagEventPool)|flag(m.HasReplyPool, FlagReplyPool))
 	e.u64(m.RequiredID)
 	e.u64(m.ProvidedID)
 	e.u8(uint8(m.Status))
 	e.u16(m.Methods)
 	e.u16(m.Events)
-	if m.HasPool {
-		e.geometry(m.Pool)
+	if m.HasEventPool {
+		e.geometry(m.EventPool)
+	}
+	if m.HasReplyPool {
+		e.geometry(m.ReplyPool)
 	}
 	return e.mustFinish(), nil
 }
@@ -248,10 +254,14 @@ func (m *ConnectServiceReply) Decode(h Header, body []byte) error {
 	m.Status = d.status("status")
 	m.Methods = d.u16("methods")
 	m.Events = d.u16("events")
-	m.HasPool = h.Flags&FlagReplyPool != 0
-	m.Pool = Geometry{}
-	if m.HasPool {
-		d.geometry(&m.Pool)
+	m.HasEventPool = h.Flags&FlagEventPool != 0
+	m.HasReplyPool = h.Flags&FlagReplyPool != 0
+	m.EventPool, m.ReplyPool = Geometry{}, Geometry{}
+	if m.HasEventPool {
+		d.geometry(&m.EventPool)
+	}
+	if m.HasReplyPool {
+		d.geometry(&m.ReplyPool)
 	}
 	return d.done()
 }
@@ -415,7 +425,7 @@ func (m *EventUpdateRequest) Decode(h Header, body []byte) error {
 
 // Append encodes m onto b.
 func (m *PayloadConsumed) Append(b []byte) ([]byte, error) {
-	e := begin(b, TypePayloadConsumed, 0)
+	e := begin(b, TypePayloadConsumed, flag(m.Reply, FlagInReplyPool))
 	e.u64(m.Handle)
 	e.payload(m.Payload)
 	return e.mustFinish(), nil
@@ -426,6 +436,7 @@ func (m *PayloadConsumed) Decode(h Header, body []byte) error {
 	d := newDecoder(TypePayloadConsumed, body)
 	m.Handle = d.u64("handle")
 	d.payload(&m.Payload)
+	m.Reply = h.Flags&FlagInReplyPool != 0
 	return d.done()
 }
 
@@ -441,5 +452,19 @@ func (m *FindService) Decode(h Header, body []byte) error {
 	d := newDecoder(TypeFindService, body)
 	d.service(&m.Service)
 	m.Add = h.Flags&FlagAdd != 0
+	return d.done()
+}
+
+// Append encodes m onto b.
+func (m *Goodbye) Append(b []byte) ([]byte, error) {
+	e := begin(b, TypeGoodbye, 0)
+	e.u8(uint8(m.Status))
+	return e.mustFinish(), nil
+}
+
+// Decode decodes a Goodbye body.
+func (m *Goodbye) Decode(h Header, body []byte) error {
+	d := newDecoder(TypeGoodbye, body)
+	m.Status = d.status("status")
 	return d.done()
 }
