@@ -27,6 +27,12 @@ var (
 	// at the socket path. That server and its socket are left untouched.
 	ErrInUse = errors.New("simpleipc: socket already in use by a live server")
 
+	// ErrNotSocket is returned by [Start] when something other than a
+	// socket (a regular file, directory, symbolic link, FIFO...) is at the
+	// socket path and no server answers there. It is left untouched: only
+	// a stale socket is ever replaced.
+	ErrNotSocket = errors.New("simpleipc: socket path exists and is not a socket")
+
 	// ErrLocked is returned by [Start] when "<path>.lock" exists and did
 	// not disappear within the lock retry window (about 100 ms, like Git):
 	// another server is starting on the same path, or a crashed start left

@@ -19,6 +19,7 @@ const (
 	DefaultThreads        = 5
 	DefaultMaxRequestSize = 16 << 20
 	DefaultIdleTimeout    = 10 * time.Second
+	DefaultSocketMode     = os.FileMode(0o600)
 )
 
 // listenBacklog is Git's listen(2) backlog for Simple-IPC sockets.
@@ -78,6 +79,12 @@ type Config struct {
 	// freed. Default 10 s; negative means wait forever, as Git does.
 	IdleTimeout time.Duration
 
+	// SocketMode is the socket file's permission bits, set before the
+	// socket listens, so no client can connect through a wider mode (Git
+	// leaves the mode to the umask). Default 0600: only the owner can talk
+	// to the server. Bits other than the permission bits are an error.
+	SocketMode os.FileMode
+
 	// Logger receives one record per dropped connection or handler error.
 	// Default: discard.
 	Logger *slog.Logger
@@ -105,6 +112,9 @@ func (c *Config) normalized() Config {
 		n.IdleTimeout = DefaultIdleTimeout
 	case n.IdleTimeout < 0:
 		n.IdleTimeout = 0 // no deadline
+	}
+	if n.SocketMode == 0 {
+		n.SocketMode = DefaultSocketMode
 	}
 	if n.Logger == nil {
 		n.Logger = slog.New(slog.DiscardHandler)
@@ -168,21 +178,25 @@ type Server struct {
 //     quadratic backoff for about 100 ms, then fail with [ErrLocked];
 //  2. connect to path: if a server answers, fail with [ErrInUse] and leave
 //     it alone;
-//  3. unlink whatever is at path (a stale socket, a regular file), bind a
-//     SOCK_STREAM socket there and listen with a backlog of 50;
-//  4. remember the socket's device and inode;
-//  5. remove the lock.
-//
-// The socket's mode is whatever bind gives under the process umask.
+//  3. remove a stale socket at path; anything else there (a regular file,
+//     directory, symbolic link, FIFO) fails with [ErrNotSocket] and is left
+//     alone (Git unlinks whatever is there);
+//  4. bind a SOCK_STREAM socket at path, set its mode to
+//     [Config.SocketMode] and listen with a backlog of 50;
+//  5. remember the socket's device and inode;
+//  6. remove the lock.
 func Start(path string, h Handler, cfg *Config) (*Server, error) {
 	if h == nil {
 		return nil, errors.New("simpleipc: Start: nil handler")
 	}
-	ln, dev, ino, err := createSocket(path)
+	c := cfg.normalized()
+	if c.SocketMode&^os.ModePerm != 0 {
+		return nil, fmt.Errorf("simpleipc: Start: socket mode %v has bits other than permissions", c.SocketMode)
+	}
+	ln, dev, ino, err := createSocket(path, c.SocketMode)
 	if err != nil {
 		return nil, fmt.Errorf("starting server on %q: %w", path, err)
 	}
-	c := cfg.normalized()
 	s := &Server{
 		path:    path,
 		handler: h,

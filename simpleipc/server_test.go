@@ -501,14 +501,94 @@ func TestStaleSocketTakenOver(t *testing.T) {
 	require.NoError(t, s.Close())
 }
 
-func TestRegularFileAtPathReplaced(t *testing.T) {
-	path := sockPath(t)
-	require.NoError(t, os.WriteFile(path, []byte("in the way"), 0o644))
-	assert.Equal(t, InvalidPath, GetActiveState(path))
-	s, err := Start(path, pingHandler, nil) // Git unlinks it too
+// dirEntries maps the names in dir to their file info.
+func dirEntries(t *testing.T, dir string) map[string]os.FileInfo {
+	t.Helper()
+	ents, err := os.ReadDir(dir)
 	require.NoError(t, err)
-	defer s.Close()
-	assert.Equal(t, Listening, GetActiveState(path))
+	m := make(map[string]os.FileInfo, len(ents))
+	for _, e := range ents {
+		fi, err := os.Lstat(filepath.Join(dir, e.Name()))
+		require.NoError(t, err)
+		m[e.Name()] = fi
+	}
+	return m
+}
+
+func TestNonSocketAtPathRefused(t *testing.T) {
+	kinds := []struct {
+		name string
+		make func(t *testing.T, path string)
+	}{
+		{"regular file", func(t *testing.T, path string) {
+			require.NoError(t, os.WriteFile(path, []byte("in the way"), 0o644))
+		}},
+		{"directory", func(t *testing.T, path string) { require.NoError(t, os.Mkdir(path, 0o755)) }},
+		{"FIFO", func(t *testing.T, path string) { require.NoError(t, unix.Mkfifo(path, 0o644)) }},
+		{"symlink to a stale socket", func(t *testing.T, path string) {
+			target := path + "-target"
+			staleSocket(t, target)
+			require.NoError(t, os.Symlink(target, path))
+		}},
+		{"dangling symlink", func(t *testing.T, path string) {
+			require.NoError(t, os.Symlink(path+"-nowhere", path))
+		}},
+	}
+	for _, k := range kinds {
+		t.Run(k.name, func(t *testing.T) {
+			checkNoLeaks(t)
+			path := sockPath(t)
+			k.make(t, path)
+			before := dirEntries(t, filepath.Dir(path))
+
+			s, err := Start(path, pingHandler, nil)
+			if err == nil {
+				s.Close()
+			}
+			require.ErrorIs(t, err, ErrNotSocket)
+			assert.Contains(t, err.Error(), path)
+
+			// Nothing replaced, changed, added (the lock is gone) or removed.
+			after := dirEntries(t, filepath.Dir(path))
+			require.Len(t, after, len(before))
+			for name, fi := range before {
+				require.Contains(t, after, name)
+				assert.True(t, os.SameFile(fi, after[name]), "%s replaced", name)
+				assert.Equal(t, fi.Mode(), after[name].Mode(), name)
+				assert.Equal(t, fi.Size(), after[name].Size(), name)
+			}
+		})
+	}
+}
+
+// TestSocketMode runs under umask 000, where bind alone gives 0777. The
+// umask is process-wide: this test must not run in parallel with others
+// (no test in this package calls t.Parallel).
+func TestSocketMode(t *testing.T) {
+	checkNoLeaks(t)
+	old := syscall.Umask(0)
+	t.Cleanup(func() { syscall.Umask(old) })
+
+	for _, tt := range []struct {
+		mode, want os.FileMode
+	}{
+		{0, 0o600},
+		{0o660, 0o660},
+		{0o777, 0o777},
+		{0o400, 0o400},
+	} {
+		s, path := startServer(t, pingHandler, &Config{SocketMode: tt.mode})
+		fi, err := os.Lstat(path)
+		require.NoError(t, err)
+		assert.Equal(t, tt.want, fi.Mode().Perm(), "SocketMode %#o", tt.mode)
+		require.NoError(t, s.Close())
+	}
+
+	path := sockPath(t)
+	_, err := Start(path, pingHandler, &Config{SocketMode: os.ModeSetuid | 0o600})
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "socket mode")
+	assert.Empty(t, dirEntries(t, filepath.Dir(path)), "nothing created")
 }
 
 func TestLockHeld(t *testing.T) {
@@ -640,6 +720,7 @@ func TestLongSocketPath(t *testing.T) {
 	fi, err := os.Lstat(path)
 	require.NoError(t, err)
 	assert.Equal(t, os.ModeSocket, fi.Mode().Type())
+	assert.Equal(t, DefaultSocketMode, fi.Mode().Perm(), "mode set through /proc/self/fd")
 	assert.Equal(t, Listening, GetActiveState(path))
 	resp, err := Send(ctxT(t), path, []byte("ping"), nil)
 	require.NoError(t, err)

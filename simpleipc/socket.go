@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"math/rand/v2"
 	"net"
 	"os"
@@ -16,8 +17,9 @@ import (
 // lockTimeout is Git's DEFAULT_LOCK_TIMEOUT for "<path>.lock".
 const lockTimeout = 100 * time.Millisecond
 
-// createSocket is Git's unix_ss_create; see Start.
-func createSocket(path string) (ln *net.UnixListener, dev, ino uint64, err error) {
+// createSocket is Git's unix_ss_create, except that only a stale socket
+// is replaced; see Start.
+func createSocket(path string, mode os.FileMode) (ln *net.UnixListener, dev, ino uint64, err error) {
 	lock, err := acquireLock(path)
 	if err != nil {
 		return nil, 0, 0, err
@@ -29,8 +31,10 @@ func createSocket(path string) (ln *net.UnixListener, dev, ino uint64, err error
 		c.Close()
 		return nil, 0, 0, ErrInUse
 	}
-
-	ln, err = listenUnix(path)
+	if err := removeStaleSocket(path); err != nil {
+		return nil, 0, 0, err
+	}
+	ln, err = listenUnix(path, mode)
 	if err != nil {
 		return nil, 0, 0, err
 	}
@@ -40,6 +44,25 @@ func createSocket(path string) (ln *net.UnixListener, dev, ino uint64, err error
 		return nil, 0, 0, err
 	}
 	return ln, dev, ino, nil
+}
+
+// removeStaleSocket removes the socket at path, which the caller could not
+// connect to. A missing path is fine; anything but a socket (a regular
+// file, directory, symbolic link, FIFO...) is left alone: [ErrNotSocket].
+func removeStaleSocket(path string) error {
+	_, _, isSock, err := lstatSocket(path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return nil
+	case err != nil:
+		return fmt.Errorf("inspecting socket path: %w", err)
+	case !isSock:
+		return ErrNotSocket
+	}
+	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("removing stale socket: %w", err)
+	}
+	return nil
 }
 
 // lockPath names the lock file; like Git's lockfile code, a symlink at
@@ -84,12 +107,13 @@ func acquireLock(path string) (string, error) {
 	}
 }
 
-// listenUnix unlinks whatever is at path and binds and listens there with
-// Git's backlog of 50 (the net package would use somaxconn).
-func listenUnix(path string) (*net.UnixListener, error) {
+// listenUnix binds a socket at path, gives it mode and listens with Git's
+// backlog of 50 (the net package would use somaxconn). The mode is set
+// between bind and listen: a socket that does not listen yet refuses every
+// connection, so no client ever reaches it through the umask's mode.
+func listenUnix(path string, mode os.FileMode) (*net.UnixListener, error) {
 	var ln *net.UnixListener
-	err := withSockaddrPath(path, func(addr string) error {
-		unix.Unlink(addr) // errors ignored, as Git does: bind reports them
+	err := withSockaddrPath(path, func(addr string) (err error) {
 		fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, 0)
 		if err != nil {
 			return os.NewSyscallError("socket", err)
@@ -99,13 +123,19 @@ func listenUnix(path string) (*net.UnixListener, error) {
 		if err := unix.Bind(fd, &unix.SockaddrUnix{Name: addr}); err != nil {
 			return os.NewSyscallError("bind", err)
 		}
+		defer func() {
+			if err != nil {
+				unix.Unlink(addr) // ours: bound just now under the lock
+			}
+		}()
+		if err := unix.Chmod(addr, uint32(mode)); err != nil {
+			return fmt.Errorf("setting socket mode %#o: %w", mode, os.NewSyscallError("chmod", err))
+		}
 		if err := unix.Listen(fd, listenBacklog); err != nil {
-			unix.Unlink(addr)
 			return os.NewSyscallError("listen", err)
 		}
 		l, err := net.FileListener(f)
 		if err != nil {
-			unix.Unlink(addr)
 			return err
 		}
 		ln = l.(*net.UnixListener)

@@ -178,6 +178,23 @@ func TestServeSignalStopsCleanly(t *testing.T) {
 	assert.ErrorIs(t, err, os.ErrNotExist)
 }
 
+func TestServeSocketModeAndNonSocketPath(t *testing.T) {
+	path := sockPath(t)
+	serve(t, path)
+	fi, err := os.Lstat(path)
+	require.NoError(t, err)
+	assert.Equal(t, os.FileMode(0o600), fi.Mode().Perm(), "owner only, whatever the umask")
+
+	file := filepath.Join(filepath.Dir(path), "file")
+	require.NoError(t, os.WriteFile(file, []byte("keep me"), 0o644))
+	r := gwipc(t, "", "serve-sipc", "--socket", file)
+	assert.Equal(t, 1, r.code)
+	assert.Contains(t, r.stderr, "not a socket")
+	data, err := os.ReadFile(file)
+	require.NoError(t, err)
+	assert.Equal(t, "keep me", string(data))
+}
+
 func TestQueryFailures(t *testing.T) {
 	dir := filepath.Dir(sockPath(t))
 

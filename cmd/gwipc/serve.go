@@ -35,8 +35,10 @@ exactly; "ping\n" is unknown):
   anything else     "unhandled command: <request up to its first NUL>"
 
 Start-up follows Git: exit 1 if a live server already answers at PATH; a
-stale socket or file at PATH is replaced. SIGINT or SIGTERM stops the server
-gracefully (socket removed) and exits 0.`,
+stale socket at PATH is replaced. Unlike Git, anything else at PATH (a file,
+directory, symbolic link) is left alone and the server exits 1, and the
+socket's mode is 0600 (owner only) whatever the umask. SIGINT or SIGTERM
+stops the server gracefully (socket removed) and exits 0.`,
 		flags: func(fs *flag.FlagSet) func(context.Context, *env, []string) int {
 			socket := fs.String("socket", "", "Simple-IPC socket `PATH` (required)")
 			threads := fs.Int("threads", simpleipc.DefaultThreads, "number of worker threads `N` (values < 1 mean 1)")
