@@ -75,11 +75,16 @@ type writeDeadliner interface {
 // zero-length Write sends nothing (Git reads an empty data packet "0004" as
 // the end of the message, so one must never be written). Flush writes the
 // flush packet. The header buffer is reused: writing allocates nothing.
+//
+// A failed write may have cut a packet short, so the first error sticks:
+// later writes and Flush return it without writing anything, and a broken
+// message is never made to look complete.
 type packetWriter struct {
 	w    io.Writer
 	hdr  [pktHeaderLen]byte
 	bufs [3][]byte
 	nb   net.Buffers
+	err  error
 
 	// When dl is set, a write deadline of now+idle is set before each
 	// packet, so a peer that stops reading cannot block the writer
@@ -112,6 +117,9 @@ func (pw *packetWriter) WriteMessage(p []byte) error {
 }
 
 func (pw *packetWriter) write(p []byte, flush bool) (int, error) {
+	if pw.err != nil {
+		return 0, pw.err
+	}
 	n := 0
 	for len(p) > 0 {
 		chunk := p
@@ -127,11 +135,13 @@ func (pw *packetWriter) write(p []byte, flush bool) (int, error) {
 			pw.nb = pw.bufs[:3]
 		}
 		if err := pw.setDeadline(); err != nil {
+			pw.err = err
 			return n, err
 		}
 		_, err := pw.nb.WriteTo(pw.w) // writev(2) on a socket
 		pw.bufs = [3][]byte{}
 		if err != nil {
+			pw.err = err
 			return n, err
 		}
 		n += len(chunk)
@@ -142,11 +152,14 @@ func (pw *packetWriter) write(p []byte, flush bool) (int, error) {
 
 // Flush writes the flush packet "0000" that ends the message.
 func (pw *packetWriter) Flush() error {
-	if err := pw.setDeadline(); err != nil {
-		return err
+	if pw.err != nil {
+		return pw.err
 	}
-	_, err := pw.w.Write(flushPkt)
-	return err
+	if pw.err = pw.setDeadline(); pw.err != nil {
+		return pw.err
+	}
+	_, pw.err = pw.w.Write(flushPkt)
+	return pw.err
 }
 
 // truncatedError reports EOF in the middle of a message. It matches both

@@ -84,6 +84,52 @@ func TestWriterSplitsLongPayload(t *testing.T) {
 	assert.Equal(t, string(h[:]), string(out[full*MaxPacketSize:full*MaxPacketSize+4]))
 }
 
+// cutWriter takes room bytes, then fails once with errCut; after that it
+// takes everything again, so only the packetWriter itself can keep a
+// broken message from being finished.
+type cutWriter struct {
+	buf    bytes.Buffer
+	room   int
+	failed bool
+}
+
+var errCut = errors.New("cut")
+
+func (w *cutWriter) Write(p []byte) (int, error) {
+	if !w.failed && len(p) > w.room {
+		w.failed = true
+		n, _ := w.buf.Write(p[:w.room])
+		return n, errCut
+	}
+	if !w.failed {
+		w.room -= len(p)
+	}
+	return w.buf.Write(p)
+}
+
+func TestWriterErrorSticks(t *testing.T) {
+	// The second packet is cut inside its header: "0006ab" + "00". A flush
+	// written after that would read as "0006ab" + "0000", the complete
+	// message "ab".
+	w := &cutWriter{room: 8}
+	pw := packetWriter{w: w}
+	_, err := pw.Write([]byte("ab"))
+	require.NoError(t, err)
+	_, err = pw.Write([]byte("cd"))
+	require.ErrorIs(t, err, errCut)
+
+	n, err := pw.Write([]byte("ef"))
+	assert.ErrorIs(t, err, errCut)
+	assert.Zero(t, n)
+	assert.ErrorIs(t, pw.Flush(), errCut)
+	assert.ErrorIs(t, pw.WriteMessage([]byte("gh")), errCut)
+	require.Equal(t, "0006ab00", w.buf.String(), "nothing written after the failure")
+
+	pr := packetReader{r: &w.buf}
+	_, err = pr.readMessage(0)
+	assert.ErrorIs(t, err, ErrTruncated)
+}
+
 func TestWriterAllocs(t *testing.T) {
 	pw := packetWriter{w: io.Discard}
 	data := make([]byte, 3*MaxPacketData+7)

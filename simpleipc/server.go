@@ -33,8 +33,11 @@ var stolenCheckInterval = 60 * time.Second
 // Handler answers one request. The request is owned by the handler. The
 // reply is written to w in as many pieces as wanted: each Write is sent at
 // once as one or more packets, and a zero-length Write sends nothing.
-// After ServeIPC returns the server always writes the flush packet and
-// closes the connection, whatever the handler returned.
+// After ServeIPC returns the server writes the flush packet and closes the
+// connection, whatever the handler returned, unless the reply is not
+// whole: after a panic, a failed Write, or once ctx is cancelled, the
+// connection is closed without the flush packet, so the client sees an
+// incomplete reply rather than a partial one that looks complete.
 //
 // A non-nil error other than [ErrQuit] is logged and counted in
 // [Stats].Errors; the client still gets the flush packet, so return an
@@ -311,7 +314,10 @@ func (s *Server) beginShutdown() {
 	}
 }
 
-// force cancels the handlers' context and closes every connection.
+// force cancels the handlers' context and closes every connection. The
+// context goes first: a handler that returns on ctx.Done() may find its
+// connection still open, and serveConn then ends the conversation without
+// the flush packet; a handler blocked in a write is freed by the close.
 func (s *Server) force() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -462,9 +468,10 @@ func (s *Server) serveConn(c *net.UnixConn) {
 
 	pw := &packetWriter{w: c, dl: c, idle: s.cfg.IdleTimeout}
 	herr, panicked := s.callHandler(req, pw)
-	if panicked {
+	if panicked || s.ctx.Err() != nil {
 		// No flush: the client must not take a partial reply for a
-		// complete one.
+		// complete one. A cancelled context means force interrupted the
+		// conversation, perhaps before closing this connection.
 		s.errs.Add(1)
 		return
 	}

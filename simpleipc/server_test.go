@@ -439,6 +439,53 @@ func TestShutdownDeadlineForcesClose(t *testing.T) {
 	assert.ErrorIs(t, s.Close(), ErrClosed)
 }
 
+// TestShutdownCancelledHandlerGetsNoFlush: a forced stop cancels the
+// handlers' context, then closes their connections. A handler that writes
+// part of its reply and returns on ctx.Done() in between must not have the
+// flush packet written after it: the client would take the partial reply
+// for a complete one. Cancelling the context alone holds that window open,
+// so the test does not depend on which goroutine wins.
+func TestShutdownCancelledHandlerGetsNoFlush(t *testing.T) {
+	checkNoLeaks(t)
+	entered := make(chan struct{})
+	s, path := startServer(t, HandlerFunc(func(ctx context.Context, req []byte, w io.Writer) error {
+		if _, err := w.Write([]byte("partial")); err != nil {
+			return err
+		}
+		close(entered)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(10 * time.Second):
+			return errors.New("context never cancelled")
+		}
+	}), nil)
+	type result struct {
+		resp []byte
+		err  error
+	}
+	res := make(chan result, 1)
+	go func() {
+		resp, err := Send(ctxT(t), path, []byte("x"), nil)
+		res <- result{resp, err}
+	}()
+	select {
+	case <-entered:
+	case <-time.After(10 * time.Second):
+		t.Fatal("handler not called")
+	}
+	s.cancel() // the first half of force
+	select {
+	case r := <-res:
+		require.ErrorIs(t, r.err, ErrTruncated, "got %q as a complete reply", r.resp)
+		assert.Nil(t, r.resp)
+	case <-time.After(10 * time.Second):
+		t.Fatal("no answer")
+	}
+	assert.Equal(t, uint64(1), s.Stats().Errors)
+	require.NoError(t, s.Close())
+}
+
 func TestCloseIdleServer(t *testing.T) {
 	checkNoLeaks(t)
 	path := sockPath(t)
