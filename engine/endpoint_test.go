@@ -46,6 +46,25 @@ func TestStatusEndpointAnswersOneShotQueries(t *testing.T) {
 	assert.True(t, os.IsNotExist(err), "the endpoint's socket goes with the node")
 }
 
+func TestHandleCommandRefusesBadNamesAndDuplicates(t *testing.T) {
+	path := socketPath(t)
+	statusPath := filepath.Join(filepath.Dir(path), "status")
+	n := listen(t, path, &Config{StatusPath: statusPath})
+	echo := func(ctx context.Context, req []byte, w io.Writer) error {
+		_, err := w.Write(req)
+		return err
+	}
+	require.NoError(t, n.HandleCommand("echo", echo))
+	assert.ErrorIs(t, n.HandleCommand("echo", echo), simpleipc.ErrCommandExists)
+	assert.ErrorIs(t, n.HandleCommand("ping", echo), simpleipc.ErrCommandExists, "built-in")
+	assert.ErrorIs(t, n.HandleCommand("two words", echo), simpleipc.ErrInvalidCommand)
+	assert.ErrorIs(t, n.HandleCommand("nil", nil), simpleipc.ErrInvalidCommand)
+
+	resp, err := simpleipc.Send(context.Background(), statusPath, []byte("ping"), nil)
+	require.NoError(t, err)
+	assert.Equal(t, "pong", string(resp), "the built-in is kept")
+}
+
 func TestHandleCommandNeedsAnEndpoint(t *testing.T) {
 	n := listen(t, socketPath(t), nil)
 	assert.ErrorIs(t, n.HandleCommand("x", func(context.Context, []byte, io.Writer) error { return nil }), ErrInvalidConfig)

@@ -39,6 +39,16 @@ var (
 	// the lock behind.
 	ErrLocked = errors.New("simpleipc: socket path is locked")
 
+	// ErrInvalidCommand is returned by [Router.Handle], [Router.HandleFunc]
+	// and [Router.Replace] for a command name that is empty or has a space
+	// or NUL, or for a nil handler. Nothing is registered.
+	ErrInvalidCommand = errors.New("simpleipc: invalid command")
+
+	// ErrCommandExists is returned by [Router.Handle] and
+	// [Router.HandleFunc] for a command name that is already registered.
+	// The registered handler is kept; [Router.Replace] replaces it.
+	ErrCommandExists = errors.New("simpleipc: command already registered")
+
 	// ErrClosed is returned by [Server.Shutdown] and [Server.Close] after
 	// the first call has stopped the server, and by [Server.Err] when the
 	// server stopped normally.

@@ -31,27 +31,39 @@ func NewRouter() *Router {
 	return &Router{cmds: make(map[string]Handler)}
 }
 
-// Handle registers h for the command name. It panics if name is empty,
-// contains a space or NUL, or is already registered, or if h is nil:
-// those are programming errors.
-func (r *Router) Handle(name string, h Handler) {
+// Handle registers h for the command name. A name that is empty or has a
+// space or NUL (it could never match a request), or a nil h, is refused
+// with [ErrInvalidCommand]; a name already registered with
+// [ErrCommandExists] (see [Router.Replace]).
+func (r *Router) Handle(name string, h Handler) error {
+	return r.register(name, h, false)
+}
+
+// HandleFunc registers f for the command name, as [Router.Handle].
+func (r *Router) HandleFunc(name string, f func(ctx context.Context, req []byte, w io.Writer) error) error {
+	return r.Handle(name, HandlerFunc(f))
+}
+
+// Replace registers h for the command name, replacing the command's handler
+// if it has one. The name and h are checked as by [Router.Handle].
+func (r *Router) Replace(name string, h Handler) error {
+	return r.register(name, h, true)
+}
+
+func (r *Router) register(name string, h Handler, replace bool) error {
 	if name == "" || strings.ContainsAny(name, " \x00") {
-		panic(fmt.Sprintf("simpleipc: invalid command name %q", name))
+		return fmt.Errorf("registering command %q: %w: the name is empty or has a space or NUL", name, ErrInvalidCommand)
 	}
-	if h == nil {
-		panic("simpleipc: nil handler for command " + name)
+	if f, isFunc := h.(HandlerFunc); h == nil || isFunc && f == nil {
+		return fmt.Errorf("registering command %q: %w: nil handler", name, ErrInvalidCommand)
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if _, dup := r.cmds[name]; dup {
-		panic("simpleipc: command registered twice: " + name)
+	if _, dup := r.cmds[name]; dup && !replace {
+		return fmt.Errorf("registering command %q: %w", name, ErrCommandExists)
 	}
 	r.cmds[name] = h
-}
-
-// HandleFunc registers f for the command name, as Handle.
-func (r *Router) HandleFunc(name string, f func(ctx context.Context, req []byte, w io.Writer) error) {
-	r.Handle(name, HandlerFunc(f))
+	return nil
 }
 
 // SetDefault replaces the handler for unknown commands (nil restores the

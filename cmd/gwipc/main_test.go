@@ -178,6 +178,12 @@ func TestServeSignalStopsCleanly(t *testing.T) {
 	assert.ErrorIs(t, err, os.ErrNotExist)
 }
 
+func TestTestToolRouterCommands(t *testing.T) {
+	r, err := testToolRouter()
+	require.NoError(t, err)
+	assert.Equal(t, []string{"big", "chunk", "ping", "quit", "sendbytes", "slow"}, r.Commands())
+}
+
 func TestServeSocketModeAndNonSocketPath(t *testing.T) {
 	path := sockPath(t)
 	serve(t, path)

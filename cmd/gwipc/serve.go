@@ -67,7 +67,11 @@ stops the server gracefully (socket removed) and exits 0.`,
 				if *verbose {
 					cfg.Logger = slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 				}
-				srv, err := simpleipc.Start(*socket, testToolRouter(), cfg)
+				router, err := testToolRouter()
+				if err != nil {
+					return fail(e, "serve-sipc", "%v", err)
+				}
+				srv, err := simpleipc.Start(*socket, router, cfg)
 				if err != nil {
 					return fail(e, "serve-sipc", "%v", err)
 				}
@@ -89,10 +93,14 @@ stops the server gracefully (socket removed) and exits 0.`,
 }
 
 // testToolRouter answers like t/helper/test-simple-ipc.c's test_app_cb.
-func testToolRouter() *simpleipc.Router {
+func testToolRouter() (*simpleipc.Router, error) {
 	r := simpleipc.NewRouter()
+	var errs []error
+	add := func(name string, h simpleipc.HandlerFunc) {
+		errs = append(errs, r.Handle(name, h))
+	}
 	exact := func(name string, h simpleipc.HandlerFunc) {
-		r.HandleFunc(name, func(ctx context.Context, req []byte, w io.Writer) error {
+		add(name, func(ctx context.Context, req []byte, w io.Writer) error {
 			if string(req) != name {
 				return simpleipc.Unhandled(w, req)
 			}
@@ -133,7 +141,7 @@ func testToolRouter() *simpleipc.Router {
 		}
 		return nil
 	})
-	r.HandleFunc("sendbytes", func(_ context.Context, req []byte, w io.Writer) error {
+	add("sendbytes", func(_ context.Context, req []byte, w io.Writer) error {
 		ballast, ok := bytes.CutPrefix(req, []byte("sendbytes "))
 		if !ok {
 			return simpleipc.Unhandled(w, req)
@@ -160,7 +168,7 @@ func testToolRouter() *simpleipc.Router {
 		_, err := io.WriteString(w, resp)
 		return err
 	})
-	return r
+	return r, errors.Join(errs...)
 }
 
 // bigLine is Git test-tool's "big: %.75d\n" row.
