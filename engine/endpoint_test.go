@@ -46,6 +46,40 @@ func TestStatusEndpointAnswersOneShotQueries(t *testing.T) {
 	assert.True(t, os.IsNotExist(err), "the endpoint's socket goes with the node")
 }
 
+// HandleCommand validates what it is given and returns errors (it used to
+// panic); a built-in may be replaced once, and application commands run
+// inside Dispatch, on the dispatching goroutine.
+func TestHandleCommandRefusesBadNamesAndDuplicates(t *testing.T) {
+	path := socketPath(t)
+	statusPath := filepath.Join(filepath.Dir(path), "status")
+	n := listen(t, path, &Config{StatusPath: statusPath})
+	echo := func(ctx context.Context, req []byte, w io.Writer) error {
+		_, err := w.Write(req)
+		return err
+	}
+	require.NoError(t, n.HandleCommand("echo", echo))
+	assert.ErrorIs(t, n.HandleCommand("echo", echo), ErrDuplicate)
+	for _, bad := range []string{"", "two words", "tab\there", "nul\x00", strings.Repeat("x", 65)} {
+		assert.ErrorIs(t, n.HandleCommand(bad, echo), ErrInvalidConfig, "%q", bad)
+	}
+	assert.ErrorIs(t, n.HandleCommand("nil", nil), ErrInvalidConfig)
+
+	inDispatch := make(chan bool, 1)
+	require.NoError(t, n.HandleCommand("ping", func(ctx context.Context, req []byte, w io.Writer) error {
+		inDispatch <- n.appTid.Load() != 0
+		_, err := io.WriteString(w, "my pong")
+		return err
+	}), "a built-in may be replaced")
+	assert.ErrorIs(t, n.HandleCommand("ping", echo), ErrDuplicate, "but only once")
+	resp, err := simpleipc.Send(context.Background(), statusPath, []byte("ping"), nil)
+	require.NoError(t, err)
+	assert.Equal(t, "my pong", string(resp))
+	assert.True(t, recvWithin(t, inDispatch, "command"), "the command ran inside Dispatch")
+	resp, err = simpleipc.Send(context.Background(), statusPath, []byte("echo hi"), nil)
+	require.NoError(t, err)
+	assert.Equal(t, "echo hi", string(resp))
+}
+
 func TestHandleCommandNeedsAnEndpoint(t *testing.T) {
 	n := listen(t, socketPath(t), nil)
 	assert.ErrorIs(t, n.HandleCommand("x", func(context.Context, []byte, io.Writer) error { return nil }), ErrInvalidConfig)

@@ -15,9 +15,13 @@
 // conversations with a bounded pool of workers, calling a [Handler] for
 // each request. [Router] dispatches requests to named commands.
 //
-// gwipc deliberately differs from Git in two places, both to keep a server
-// from being held hostage by its clients: requests larger than
-// [Config.MaxRequestSize] are refused, and a connection that stays silent
-// for longer than [Config.IdleTimeout] is dropped. docs/SIMPLEIPC.md in the
-// repository describes the protocol and every rule in detail.
+// gwipc deliberately differs from Git in a few places. To keep a server
+// from being held hostage by its clients, requests larger than
+// [Config.MaxRequestSize] are refused and a connection that stays silent
+// for longer than [Config.IdleTimeout] is dropped. To keep it private and
+// harmless, its socket gets [Config.SocketMode] (default 0600) before it
+// listens, and [Start] replaces only a stale socket, never another kind of
+// file ([ErrNotSocket]). A reply that is not whole (a forced stop, a failed
+// write, a panic) never ends with the flush packet. docs/SIMPLEIPC.md in
+// the repository describes the protocol and every rule in detail.
 package simpleipc

@@ -89,7 +89,11 @@ type Config struct {
 	SocketMode os.FileMode
 
 	// Logger receives one record per dropped connection or handler error.
-	// Default: discard.
+	// Default: discard. The records clients can cause (bad requests,
+	// handler errors and panics, replies that failed, a full queue, accept
+	// errors) are rate-limited together: a burst of 10, then one per
+	// second. The next record let through after some were dropped has the
+	// attribute "suppressed" with their number.
 	Logger *slog.Logger
 }
 
@@ -171,6 +175,8 @@ type Server struct {
 	busy     map[*net.UnixConn]struct{}
 
 	accepted, requests, errs, rejected, active atomic.Uint64
+
+	logs logLimiter // for the records clients can cause
 }
 
 // Start creates the socket at path with Git's start-up rules and serves
@@ -382,7 +388,7 @@ func (s *Server) acceptLoop() {
 			}
 			// Transient (EMFILE, ECONNABORTED...): Git ignores them.
 			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
-			s.log.Warn("simpleipc: accept", "err", err)
+			s.logClient(slog.LevelWarn, "simpleipc: accept", slog.Any("err", err))
 			t := time.NewTimer(backoff)
 			select {
 			case <-s.quit:
@@ -398,7 +404,7 @@ func (s *Server) acceptLoop() {
 		case s.queue <- c:
 		default:
 			s.rejected.Add(1)
-			s.log.Warn("simpleipc: connection queue full; closing new connection")
+			s.logClient(slog.LevelWarn, "simpleipc: connection queue full; closing new connection")
 			c.Close()
 		}
 	}
@@ -443,7 +449,7 @@ func (s *Server) serveConn(c *net.UnixConn) {
 		// A probe (connect then close), a client that never spoke, or
 		// shutdown before the conversation started: close silently.
 		if n == 0 && err != nil && !errors.Is(err, io.EOF) && !shutting {
-			s.log.Debug("simpleipc: dropping silent connection", "err", err)
+			s.logClient(slog.LevelDebug, "simpleipc: dropping silent connection", slog.Any("err", err))
 		}
 		return
 	}
@@ -460,7 +466,7 @@ func (s *Server) serveConn(c *net.UnixConn) {
 	if err != nil {
 		// Malformed, oversized or truncated: close without replying.
 		s.errs.Add(1)
-		s.log.Warn("simpleipc: dropping connection: bad request", "err", err)
+		s.logClient(slog.LevelWarn, "simpleipc: dropping connection: bad request", slog.Any("err", err))
 		return
 	}
 	c.SetReadDeadline(time.Time{})
@@ -477,11 +483,11 @@ func (s *Server) serveConn(c *net.UnixConn) {
 	}
 	if herr != nil && !errors.Is(herr, ErrQuit) {
 		s.errs.Add(1)
-		s.log.Warn("simpleipc: handler error", "err", herr)
+		s.logClient(slog.LevelWarn, "simpleipc: handler error", slog.Any("err", herr))
 	}
 	if err := pw.Flush(); err != nil {
 		s.errs.Add(1)
-		s.log.Debug("simpleipc: writing reply", "err", err)
+		s.logClient(slog.LevelDebug, "simpleipc: writing reply", slog.Any("err", err))
 	}
 	if errors.Is(herr, ErrQuit) {
 		c.Close() // the client sees the end of the reply before we stop
@@ -493,7 +499,7 @@ func (s *Server) callHandler(req []byte, w io.Writer) (err error, panicked bool)
 	defer func() {
 		if r := recover(); r != nil {
 			panicked = true
-			s.log.Error("simpleipc: handler panic", "panic", r, "stack", string(debug.Stack()))
+			s.logClient(slog.LevelError, "simpleipc: handler panic", slog.Any("panic", r), slog.String("stack", string(debug.Stack())))
 		}
 	}()
 	return s.handler.ServeIPC(s.ctx, req, w), false
