@@ -4,6 +4,8 @@ import (
 	"context"
 	"log/slog"
 	"time"
+
+	"golang.org/x/time/rate"
 )
 
 // Logging: records are queued while the node's lock is held and emitted
@@ -27,28 +29,24 @@ type logRecord struct {
 	args  []any
 }
 
-// logLimiter is a token bucket counting what it suppresses.
+// logLimiter counts, around a token bucket, the records it refuses. Guarded
+// by Node.mu.
 type logLimiter struct {
-	tokens     int
-	last       time.Time
+	bucket     *rate.Limiter
 	suppressed int
+}
+
+func newLogLimiter() logLimiter {
+	return logLimiter{bucket: rate.NewLimiter(rate.Every(logEvery), logBurst)}
 }
 
 // allow takes a token; it reports whether the record may go and how many
 // records were suppressed since the last one that went.
 func (l *logLimiter) allow(now time.Time) (ok bool, suppressed int) {
-	if l.last.IsZero() {
-		l.tokens, l.last = logBurst, now
-	}
-	if add := int(now.Sub(l.last) / logEvery); add > 0 {
-		l.tokens = min(logBurst, l.tokens+add)
-		l.last = l.last.Add(time.Duration(add) * logEvery)
-	}
-	if l.tokens == 0 {
+	if !l.bucket.AllowN(now, 1) {
 		l.suppressed++
 		return false, 0
 	}
-	l.tokens--
 	suppressed, l.suppressed = l.suppressed, 0
 	return true, suppressed
 }

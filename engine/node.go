@@ -217,9 +217,10 @@ func newNode(cfg *Config) (*Node, error) {
 		offers:    map[serviceKey]*Offer{},
 		proxies:   map[serviceKey]*Proxy{},
 
-		waiters: map[*os.File]struct{}{},
-		events:  make([]transport.Event, 64),
-		rbuf:    make([]byte, c.MaxPacket),
+		waiters:  map[*os.File]struct{}{},
+		events:   make([]transport.Event, 64),
+		rbuf:     make([]byte, c.MaxPacket),
+		logLimit: newLogLimiter(),
 	}
 	return n, nil
 }

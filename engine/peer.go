@@ -251,6 +251,7 @@ func newPeer(n *Node, conn channel) *peer {
 		offers:    map[serviceKey]offerSeen{},
 		announced: map[*Finder]bool{},
 		poolHints: map[poolHintKey]shm.Geometry{},
+		logLimit:  newLogLimiter(),
 	}
 }
 

@@ -5,6 +5,8 @@ import (
 	"log/slog"
 	"sync"
 	"time"
+
+	"golang.org/x/time/rate"
 )
 
 // The records clients can cause are limited to a burst of logBurst, then
@@ -14,16 +16,17 @@ const (
 	logInterval = time.Second
 )
 
-// logLimiter is a token bucket for the log records clients can cause. It
-// counts the records it refuses so that the next one let through can say
-// how many were suppressed. The zero value is a full bucket; take
+// logLimiter counts, around a token bucket, the records it refuses so that
+// the next one let through can say how many were suppressed. take
 // allocates nothing.
 type logLimiter struct {
 	mu         sync.Mutex
-	started    bool
-	tokens     int
-	last       time.Time // when tokens was last refilled
+	bucket     *rate.Limiter
 	suppressed uint64
+}
+
+func newLogLimiter() *logLimiter {
+	return &logLimiter{bucket: rate.NewLimiter(rate.Every(logInterval), logBurst)}
 }
 
 // take reports whether a record may be logged at now and, if so, how many
@@ -31,18 +34,10 @@ type logLimiter struct {
 func (l *logLimiter) take(now time.Time) (ok bool, suppressed uint64) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if !l.started {
-		l.started, l.tokens, l.last = true, logBurst, now
-	}
-	if n := now.Sub(l.last) / logInterval; n > 0 {
-		l.tokens = min(logBurst, l.tokens+int(n))
-		l.last = l.last.Add(n * logInterval)
-	}
-	if l.tokens == 0 {
+	if !l.bucket.AllowN(now, 1) {
 		l.suppressed++
 		return false, 0
 	}
-	l.tokens--
 	suppressed, l.suppressed = l.suppressed, 0
 	return true, suppressed
 }

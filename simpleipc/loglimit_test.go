@@ -15,7 +15,7 @@ import (
 )
 
 func TestLogLimiter(t *testing.T) {
-	var l logLimiter
+	l := newLogLimiter()
 	t0 := time.Unix(1000, 0)
 	for i := range logBurst {
 		ok, n := l.take(t0)
@@ -47,7 +47,7 @@ func TestLogLimiter(t *testing.T) {
 }
 
 func TestLogLimiterAllocs(t *testing.T) {
-	var l logLimiter
+	l := newLogLimiter()
 	now := time.Unix(1000, 0)
 	allowed := testing.AllocsPerRun(100, func() {
 		now = now.Add(logInterval)
@@ -98,7 +98,7 @@ func (h countingHandler) WithGroup(string) slog.Handler      { return h }
 
 func TestDiscardedRecordsUseNoToken(t *testing.T) {
 	counts := &logCounts{}
-	s := &Server{log: slog.New(countingHandler{counts, slog.LevelInfo})}
+	s := &Server{log: slog.New(countingHandler{counts, slog.LevelInfo}), logs: newLogLimiter()}
 	for range 10 * logBurst {
 		s.logClient(slog.LevelDebug, "discarded")
 	}

@@ -176,7 +176,7 @@ type Server struct {
 
 	accepted, requests, errs, rejected, active atomic.Uint64
 
-	logs logLimiter // for the records clients can cause
+	logs *logLimiter // for the records clients can cause
 }
 
 // Start creates the socket at path with Git's start-up rules and serves
@@ -209,6 +209,7 @@ func Start(path string, h Handler, cfg *Config) (*Server, error) {
 	s := &Server{
 		path:    path,
 		handler: h,
+		logs:    newLogLimiter(),
 		cfg:     c,
 		log:     c.Logger.With("socket", path),
 		ln:      ln,
