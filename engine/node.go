@@ -133,6 +133,7 @@ type poolHintKey struct {
 
 type nodeCounters struct {
 	PeersAccepted, PeersRejected, PeersLost uint64
+	AcceptErrors                            uint64
 	ProtocolErrors                          uint64
 	PolicyRejections, QuotaHits             uint64
 }
@@ -519,6 +520,8 @@ func (n *Node) Close() error {
 		n.waitDispatcher()
 		return nil
 	}
+	n.closed = true // first: teardown below releases what closing nodes hold
+	n.closedFlag.Store(true)
 	for _, o := range n.offers {
 		o.closeLocked()
 	}
@@ -531,8 +534,6 @@ func (n *Node) Close() error {
 		n.fail(p, nil)
 	}
 	n.reap()
-	n.closed = true
-	n.closedFlag.Store(true)
 	for _, cb := range n.callbacks {
 		n.dropLocked(cb)
 	}
@@ -830,10 +831,10 @@ func (n *Node) handleEvent(ev transport.Event) {
 	}
 }
 
-// acceptPeers accepts pending connections, within the node's limits: past
-// MaxPeers a connection is refused with StatusQuotaExceeded; at
+// acceptPeers accepts pending connections, within the node's limits: at
 // MaxHandshakes, or out of file descriptors, the listener pauses (the rest
-// waits in the backlog).
+// waits in the backlog). MaxPeers is applied to the Connect (onConnect), so
+// the refusal reaches the peer after its Connect was read.
 func (n *Node) acceptPeers() {
 	for range 64 {
 		if n.shutting || n.accept.paused {
@@ -848,6 +849,7 @@ func (n *Node) acceptPeers() {
 			return
 		}
 		if err != nil {
+			n.counters.AcceptErrors++
 			if resourceExhausted(err) {
 				n.accept.backoff = min(max(2*n.accept.backoff, 10*time.Millisecond), time.Second)
 				n.pauseAccept(time.Now().Add(n.accept.backoff))
@@ -858,10 +860,6 @@ func (n *Node) acceptPeers() {
 			return
 		}
 		n.accept.backoff = 0
-		if len(n.peers) >= n.cfg.MaxPeers {
-			n.refuseConn(c, wire.StatusQuotaExceeded, fmt.Sprintf("the listener has its limit of %d peers", n.cfg.MaxPeers))
-			continue
-		}
 		if p := n.addPeer(c); p != nil {
 			p.inHandshake = true
 			n.handshakes++
@@ -875,17 +873,6 @@ func (n *Node) acceptPeers() {
 func resourceExhausted(err error) bool {
 	return errors.Is(err, unix.EMFILE) || errors.Is(err, unix.ENFILE) ||
 		errors.Is(err, unix.ENOBUFS) || errors.Is(err, unix.ENOMEM)
-}
-
-// refuseConn answers a connection with a rejection (best effort: it is not
-// queued) and closes it.
-func (n *Node) refuseConn(c channel, st wire.Status, reason string) {
-	n.counters.PeersRejected++
-	n.limitedLogf(&n.logLimit, slog.LevelWarn, "refusing a peer", "reason", reason, "pid", c.Cred().PID, "uid", c.Cred().UID)
-	if b, err := (&wire.ConnectReply{Status: st, Version: wire.Version, Name: n.cfg.Name, Reason: reason}).Append(nil); err == nil {
-		c.Send(b, nil)
-	}
-	c.Close()
 }
 
 // pauseAccept takes the listening socket out of the poller until at (or,

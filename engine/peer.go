@@ -106,6 +106,7 @@ type peer struct {
 	inHandshake bool          // counted in Node.handshakes (an accepted peer not yet ready)
 	saidGoodbye bool          // the peer announced an orderly close
 	goodbyeSent bool          // we announced ours
+	sendClosed  bool          // the peer closed its end: nothing more can be sent
 	admission   *wire.Connect // while admitting: the Connect to complete
 	logLimit    logLimiter
 	mapped      int64 // bytes of this peer's pools this node maps
@@ -259,7 +260,7 @@ func newPeer(n *Node, conn channel) *peer {
 // the same packet. The output is flushed at once, or at the end of the
 // current dispatch when the node is batching.
 func (p *peer) queue(m wire.Message, fds ...int) {
-	if p.state == peerClosing {
+	if p.state == peerClosing || p.sendClosed {
 		return
 	}
 	i := p.tail(len(fds))
@@ -330,6 +331,13 @@ func (p *peer) flush() {
 				p.blocked = true
 				p.n.watch(p)
 			}
+			return
+		}
+		if errors.Is(err, transport.ErrPeerClosed) {
+			// The peer has gone: read what it sent before (a rejection,
+			// a Goodbye) until the end of the stream tells why.
+			p.sendClosed = true
+			p.discardOutput()
 			return
 		}
 		if err != nil {

@@ -225,6 +225,9 @@ func (n *Node) onConnect(p *peer, m *wire.Connect) error {
 			return reject(st, fmt.Sprintf("pool config for %q: %v", pc.ID, err))
 		}
 	}
+	if ready := len(n.peers) - n.handshakes; ready >= n.cfg.MaxPeers {
+		return reject(wire.StatusQuotaExceeded, fmt.Sprintf("the listener has its limit of %d peers", n.cfg.MaxPeers))
+	}
 	if len(m.Find) > n.cfg.Limits.FindElements {
 		return reject(wire.StatusQuotaExceeded, fmt.Sprintf("%d find elements, limit %d", len(m.Find), n.cfg.Limits.FindElements))
 	}
@@ -268,11 +271,15 @@ func (n *Node) admit(peers []*peer) {
 		}
 		m := p.admission
 		p.admission = nil
+		p.state = peerHandshake
 		if err := verdicts[i]; err != nil {
 			c := p.cred()
 			c.Name = m.Name
-			p.state = peerHandshake
 			n.fail(p, n.refusePeer(p, c, err))
+			continue
+		}
+		if ready := len(n.peers) - n.handshakes; ready >= n.cfg.MaxPeers {
+			n.fail(p, n.rejectConnect(p, wire.StatusQuotaExceeded, fmt.Sprintf("the listener has its limit of %d peers", n.cfg.MaxPeers)))
 			continue
 		}
 		n.acceptConnect(p, m)

@@ -41,6 +41,7 @@ type NodeCounters struct {
 	PeersAccepted    uint64 `json:"peers_accepted"`
 	PeersRejected    uint64 `json:"peers_rejected"`
 	PeersLost        uint64 `json:"peers_lost"`
+	AcceptErrors     uint64 `json:"accept_errors"` // accepts that failed (out of file descriptors, ...)
 	ProtocolErrors   uint64 `json:"protocol_errors"`
 	PolicyRejections uint64 `json:"policy_rejections"`
 	QuotaHits        uint64 `json:"quota_hits"`
