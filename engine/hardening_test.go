@@ -448,34 +448,43 @@ func TestListenerPausesAtMaxHandshakes(t *testing.T) {
 func TestAcceptBacksOffWhenOutOfFileDescriptors(t *testing.T) {
 	path := socketPath(t)
 	l := listen(t, path, nil)
+	running := make(chan struct{})
+	require.NoError(t, l.Post(func() { close(running) }))
+	recvWithin(t, running, "Run dispatching") // it has all the descriptors it needs
+	var waiting []int
+	defer func() { closeAll(waiting) }()
+	for range 2 { // sockets made now, connected once no descriptor is left
+		fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
+		require.NoError(t, err)
+		waiting = append(waiting, fd)
+	}
 	pid := os.Getpid()
 	var old unix.Rlimit
 	require.NoError(t, unix.Prlimit(pid, unix.RLIMIT_NOFILE, nil, &old))
-	conns := make([]*rawPeer, 0, 8)
-	for range 8 {
-		conns = append(conns, rawDial(t, path))
-	}
-	eventually(t, func() bool { return l.Status().Counters.PeersAccepted == 8 }, "accepted")
-	// Now leave no descriptor free, and queue more connections.
-	fds, err := os.ReadDir("/proc/self/fd")
-	require.NoError(t, err)
-	tight := unix.Rlimit{Cur: uint64(len(fds)) + 2, Max: old.Max} // room for the dials below only
+	tight := unix.Rlimit{Cur: 256, Max: old.Max}
 	require.NoError(t, unix.Prlimit(pid, unix.RLIMIT_NOFILE, &tight, nil))
-	var waiting []int
-	for range 2 {
-		fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
-		require.NoError(t, err)
+	defer unix.Prlimit(pid, unix.RLIMIT_NOFILE, &old, nil)
+	var fillers []int
+	defer func() { closeAll(fillers) }()
+	for {
+		fd, err := unix.Open("/dev/null", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			require.ErrorIs(t, err, unix.EMFILE)
+			break
+		}
+		fillers = append(fillers, fd)
+	}
+	for _, fd := range waiting {
 		require.NoError(t, unix.Connect(fd, &unix.SockaddrUnix{Name: path}))
-		waiting = append(waiting, fd)
 	}
 	eventually(t, func() bool { return l.Status().Counters.AcceptErrors > 0 }, "accept fails with EMFILE")
 	before := l.Status().Counters.AcceptErrors
 	time.Sleep(300 * time.Millisecond) // a measurement window, not a wait for an event
 	errs := l.Status().Counters.AcceptErrors - before
-	require.NoError(t, unix.Prlimit(pid, unix.RLIMIT_NOFILE, &old, nil))
-	closeAll(waiting)
 	assert.LessOrEqual(t, errs, uint64(10), "backing off, not spinning")
-	_ = conns
+	closeAll(fillers)
+	fillers = nil
+	eventually(t, func() bool { return l.Status().Counters.PeersAccepted == 2 }, "accepted once descriptors are free")
 }
 
 // A pool a peer sends is mapped only within the node's limits.

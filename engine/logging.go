@@ -51,14 +51,6 @@ func (l *logLimiter) allow(now time.Time) (ok bool, suppressed int) {
 	return true, suppressed
 }
 
-// logf queues a record. Called with n.mu held.
-func (n *Node) logf(level slog.Level, msg string, args ...any) {
-	if !n.log.Enabled(context.Background(), level) {
-		return
-	}
-	n.logs = append(n.logs, logRecord{level, msg, args})
-}
-
 // limitedLogf queues a record through limiter l. Called with n.mu held.
 func (n *Node) limitedLogf(l *logLimiter, level slog.Level, msg string, args ...any) {
 	if !n.log.Enabled(context.Background(), level) {

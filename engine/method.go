@@ -207,7 +207,7 @@ func (px *Proxy) Call(ctx context.Context, method uint16, req []byte) (Reply, er
 		return Reply{}, ErrDeadlock
 	}
 	pc := n.newPendingCall(true)
-	if _, err := px.startCall(ctx, pc, method, req, CallOptions{}); err != nil {
+	if _, err := px.startCall(ctx, true, pc, method, req, CallOptions{}); err != nil {
 		n.recycleCall(pc)
 		return Reply{}, err
 	}
@@ -249,7 +249,7 @@ func (px *Proxy) CallAsync(method uint16, req []byte, opts CallOptions, done fun
 	n := px.n
 	pc := n.newPendingCall(false)
 	pc.done = done
-	id, err := px.startCall(nil, pc, method, req, opts)
+	id, err := px.startCall(context.Background(), false, pc, method, req, opts)
 	if err != nil {
 		n.recycleCall(pc)
 		return PendingCall{}, err
@@ -260,23 +260,23 @@ func (px *Proxy) CallAsync(method uint16, req []byte, opts CallOptions, done fun
 // Send invokes method with req without waiting for (or getting) a reply.
 // Like CallAsync it fails at once when the call cannot be made.
 func (px *Proxy) Send(method uint16, req []byte) error {
-	_, err := px.startCall(nil, nil, method, req, CallOptions{})
+	_, err := px.startCall(context.Background(), false, nil, method, req, CallOptions{})
 	return err
 }
 
 // startCall sends Call_method and returns its invocation id (read here,
 // under the lock: once it is released the call may complete and pc be
-// reused); pc is nil for fire-and-forget. With a ctx (Call) it waits within
-// ctx for the service and for a call slot; without one it fails at once.
+// reused); pc is nil for fire-and-forget. With wait (Call) it waits within
+// ctx for the service and for a call slot; otherwise it fails at once.
 // The request is copied into its slot outside the node's lock.
-func (px *Proxy) startCall(ctx context.Context, pc *pendingCall, method uint16, req []byte, opts CallOptions) (uint64, error) {
+func (px *Proxy) startCall(ctx context.Context, wait bool, pc *pendingCall, method uint16, req []byte, opts CallOptions) (uint64, error) {
 	n := px.n
 	for {
 		if err := n.lockChecked(); err != nil {
 			return 0, err
 		}
 		b, err := px.callable(method, len(req))
-		if errors.Is(err, ErrNotAvailable) && ctx != nil && !px.closed {
+		if errors.Is(err, ErrNotAvailable) && wait && !px.closed {
 			wait := px.availabilityWait()
 			n.unlock()
 			select {
@@ -292,8 +292,8 @@ func (px *Proxy) startCall(ctx context.Context, pc *pendingCall, method uint16, 
 		}
 		slot := wire.NoSlot
 		if len(req) > 0 {
-			slot, err = allocCopy(ctx, b.callPool, req)
-			if errors.Is(err, shm.ErrClosed) && ctx != nil {
+			slot, err = allocCopy(ctx, wait, b.callPool, req)
+			if errors.Is(err, shm.ErrClosed) && wait {
 				continue // the binding went away meanwhile: wait for the next
 			}
 			if err != nil {
@@ -306,7 +306,7 @@ func (px *Proxy) startCall(ctx context.Context, pc *pendingCall, method uint16, 
 				b.callPool.Free(slot)
 			}
 			n.unlock()
-			if ctx == nil {
+			if !wait {
 				return 0, ErrNotAvailable
 			}
 			continue
@@ -358,15 +358,15 @@ func (px *Proxy) callable(method uint16, size int) (*consBinding, error) {
 	return b, nil
 }
 
-// allocCopy takes a slot of pool (waiting within ctx if it is not nil) and
-// copies data into it; the caller owns the slot's writer reference.
-func allocCopy(ctx context.Context, pool *shm.Pool, data []byte) (uint32, error) {
+// allocCopy takes a slot of pool (with wait, waiting for one within ctx)
+// and copies data into it; the caller owns the slot's writer reference.
+func allocCopy(ctx context.Context, wait bool, pool *shm.Pool, data []byte) (uint32, error) {
 	var slot uint32
 	var err error
-	if ctx == nil {
-		slot, err = pool.Alloc()
-	} else {
+	if wait {
 		slot, err = pool.AllocWait(ctx)
+	} else {
+		slot, err = pool.Alloc()
 	}
 	if err != nil {
 		return 0, err

@@ -573,8 +573,8 @@ func (n *Node) waitDispatcher() {
 	if n.onAppThread() {
 		return // called from a callback: the dispatch ends after it
 	}
-	n.dispatching.Lock()
-	n.dispatching.Unlock()
+	n.dispatching.Lock() // held until the dispatcher leaves
+	defer n.dispatching.Unlock()
 }
 
 // Shutdown closes the node gracefully: it withdraws every offer, releases
