@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/gwipc/gwipc/engine/internal/transport"
 	"github.com/gwipc/gwipc/engine/internal/wire"
 	"github.com/gwipc/gwipc/shm"
 )
@@ -41,6 +42,13 @@ var (
 	// ErrUnsupported is returned when the bound peer did not announce the
 	// capability an operation needs (methods, fields).
 	ErrUnsupported = errors.New("engine: not supported by the peer")
+	// ErrAddrInUse is returned by Listen when a live listener already
+	// answers at the path.
+	ErrAddrInUse = transport.ErrAddrInUse
+	// ErrNotSocket is returned by Listen when something other than a socket
+	// exists at the path; it is left alone. (For Config.StatusPath the error
+	// is simpleipc.ErrNotSocket.)
+	ErrNotSocket = transport.ErrNotSocket
 	// ErrPeerLost is the reason OnPeerDisconnected reports for a peer whose
 	// connection ended without a Goodbye: it crashed, was killed, or its
 	// connection broke.

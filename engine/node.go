@@ -159,6 +159,9 @@ func Listen(path string, cfg *Config) (*Node, error) {
 	l, err := transport.Listen(path, transport.ListenConfig{Mode: n.cfg.SocketMode})
 	if err != nil {
 		n.poller.Close()
+		if errors.Is(err, transport.ErrInvalidPath) || errors.Is(err, transport.ErrPathTooLong) {
+			err = fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+		}
 		return nil, fmt.Errorf("engine: listening on %s: %w", path, err)
 	}
 	if err := n.poller.Add(l.Fd(), listenerToken, false); err != nil {
