@@ -12,7 +12,6 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/gwipc/gwipc/engine/internal/transport"
@@ -65,7 +64,6 @@ type Node struct {
 	admitting  []*peer // peers whose Connect waits for Config.Authorize
 	handshakes int     // accepted peers still in the handshake
 	accept     acceptState
-	waiters    map[*os.File]struct{} // Run's pollable duplicates of the poller fd
 	offers     map[serviceKey]*Offer
 	proxies    map[serviceKey]*Proxy
 	finders    []*Finder
@@ -221,7 +219,6 @@ func newNode(cfg *Config) (*Node, error) {
 		offers:    map[serviceKey]*Offer{},
 		proxies:   map[serviceKey]*Proxy{},
 
-		waiters:  map[*os.File]struct{}{},
 		events:   make([]transport.Event, 64),
 		rbuf:     make([]byte, c.MaxPacket),
 		logLimit: newLogLimiter(),
@@ -407,8 +404,9 @@ func (n *Node) runCallbacks() (ran int) {
 // Run dispatches until ctx is done or the node is closed. It returns nil
 // when the node was closed, else ctx's error; ErrBusy if another loop
 // already dispatches the node. While Run runs, the node belongs to it:
-// Dispatch from elsewhere returns ErrBusy. While idle it parks on Go's
-// network poller (no OS thread blocked in epoll_wait).
+// Dispatch from elsewhere returns ErrBusy. It keeps its goroutine on one OS
+// thread and waits in the node's own epoll_wait, so a wake-up goes straight
+// to the thread that dispatches (no hop through Go's network poller).
 func (n *Node) Run(ctx context.Context) error {
 	if !n.dispatching.TryLock() {
 		if errors.Is(n.busy(), ErrClosed) {
@@ -417,74 +415,19 @@ func (n *Node) Run(ctx context.Context) error {
 		return ErrBusy
 	}
 	defer n.dispatching.Unlock()
-	rc, closeWaiter, err := n.readinessWaiter()
-	if errors.Is(err, ErrClosed) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	defer closeWaiter()
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
 	stop := context.AfterFunc(ctx, func() { n.poller.Wake() })
 	defer stop()
-	var derr error
-	// One closure for the whole loop: RawConn.Read takes it as an interface.
-	dispatchReady := func(uintptr) bool {
-		if ctx.Err() != nil {
-			return true
-		}
-		var k, ran int
-		var more bool
-		k, ran, more, derr = n.dispatchStep(0)
-		return k > 0 || ran > 0 || more || derr != nil
-	}
-	for {
-		werr := rc.Read(dispatchReady)
-		switch {
-		case errors.Is(derr, ErrClosed) || n.closedFlag.Load():
-			return nil
-		case derr != nil:
-			return derr
-		case ctx.Err() != nil:
-			return ctx.Err()
-		case werr != nil:
-			return fmt.Errorf("engine: waiting for events: %w", werr)
+	for ctx.Err() == nil {
+		if _, _, _, err := n.dispatchStep(-1); err != nil {
+			if errors.Is(err, ErrClosed) {
+				return nil
+			}
+			return err
 		}
 	}
-}
-
-// readinessWaiter registers a duplicate of the node's epoll fd with Go's
-// network poller: its RawConn.Read parks the goroutine until Fd is readable.
-// Close ends a parked Read by setting a past deadline on it.
-func (n *Node) readinessWaiter() (syscall.RawConn, func(), error) {
-	// Under the lock, an open node's poller cannot be closed, and Close
-	// finds the waiter registered.
-	if err := n.lockChecked(); err != nil {
-		return nil, nil, err
-	}
-	defer n.mu.Unlock()
-	fd, err := unix.FcntlInt(uintptr(n.poller.Fd()), unix.F_DUPFD_CLOEXEC, 0)
-	if err == nil {
-		if err = unix.SetNonblock(fd, true); err != nil {
-			unix.Close(fd)
-		}
-	}
-	if err != nil {
-		return nil, nil, fmt.Errorf("engine: duplicating the poller fd: %w", err)
-	}
-	f := os.NewFile(uintptr(fd), "gwipc-poller")
-	rc, err := f.SyscallConn()
-	if err != nil {
-		f.Close()
-		return nil, nil, fmt.Errorf("engine: watching the poller fd: %w", err)
-	}
-	n.waiters[f] = struct{}{}
-	return rc, func() {
-		n.mu.Lock()
-		delete(n.waiters, f)
-		n.mu.Unlock()
-		f.Close()
-	}, nil
+	return ctx.Err()
 }
 
 // Post runs fn inside the next Dispatch, on the dispatching goroutine,
@@ -542,12 +485,6 @@ func (n *Node) Close() error {
 	}
 	n.callbacks = nil
 	n.admitting = nil // torn down with every other peer
-	// A past deadline ends Run's wait at once (and does not wait for a Read
-	// in progress, which may be the one running this Close from a callback);
-	// Run then sees the node closed and closes its file itself.
-	for f := range n.waiters {
-		f.SetReadDeadline(time.Unix(1, 0))
-	}
 	logs := n.takeLogs()
 	n.mu.Unlock()
 	n.emitLogs(logs)

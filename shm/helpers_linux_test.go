@@ -98,7 +98,7 @@ func waitForWaiter(tb testing.TB, p *Pool) {
 	defer cancel()
 	for {
 		p.mu.Lock()
-		waiting := p.freed != nil
+		waiting := p.waiters > 0
 		p.mu.Unlock()
 		if waiting {
 			return

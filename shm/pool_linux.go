@@ -66,7 +66,8 @@ type Pool struct {
 	freeIDs []ReaderID // removed reader ids, for reuse
 	nreader int
 	closed  bool
-	freed   chan struct{} // closed and cleared when a slot frees; nil without waiters
+	waiters int           // AllocWait calls waiting for a slot
+	freed   chan struct{} // one token: a slot was freed (or the pool closed) while someone waited
 }
 
 // NewPool creates a pool of geometry g in a new sealed memfd named
@@ -92,6 +93,7 @@ func NewPool(name string, g Geometry) (*Pool, error) {
 		mem:    mem,
 		slots:  make([]slotState, g.SlotCount),
 		free:   make([]uint32, g.SlotCount),
+		freed:  make(chan struct{}, 1),
 	}
 	// Slot 0 on top of the stack, so a fresh pool hands out 0, 1, 2, ...
 	for i := range p.free {
@@ -160,29 +162,39 @@ func (p *Pool) Alloc() (uint32, error) {
 
 // AllocWait is Alloc that waits, until ctx ends, for a slot to be freed. When
 // ctx ends first the error wraps both ErrNoSlot and ctx.Err(); when the pool
-// is closed it is ErrClosed.
+// is closed it is ErrClosed. It does not allocate.
 func (p *Pool) AllocWait(ctx context.Context) (uint32, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
 	for {
-		p.mu.Lock()
 		i, _, err := p.allocLocked()
 		if err != ErrNoSlot {
-			p.mu.Unlock()
+			if p.waiters > 0 && (len(p.free) > 0 || p.closed) {
+				p.passToken() // another waiter can go too
+			}
 			return i, err
 		}
-		if p.freed == nil {
-			p.freed = make(chan struct{})
-		}
-		wake := p.freed
+		p.waiters++
 		p.mu.Unlock()
-
 		select {
-		case <-wake:
+		case <-p.freed:
 		case <-ctx.Done():
-			p.mu.Lock()
-			p.failed++
-			p.mu.Unlock()
-			return 0, fmt.Errorf("%w: %w", ErrNoSlot, ctx.Err())
 		}
+		p.mu.Lock()
+		p.waiters--
+		if err := ctx.Err(); err != nil {
+			p.failed++
+			return 0, fmt.Errorf("%w: %w", ErrNoSlot, err)
+		}
+	}
+}
+
+// passToken wakes one AllocWait caller (the token is kept if one is
+// pending already). Called with p.mu held.
+func (p *Pool) passToken() {
+	select {
+	case p.freed <- struct{}{}:
+	default:
 	}
 }
 
@@ -260,9 +272,8 @@ func (p *Pool) releaseSlot(i uint32) {
 		return
 	}
 	p.free = append(p.free, i) // within capacity: never allocates
-	if p.freed != nil {
-		close(p.freed)
-		p.freed = nil
+	if p.waiters > 0 {
+		p.passToken()
 	}
 }
 
@@ -487,9 +498,8 @@ func (p *Pool) Close() error {
 	}
 	p.readers, p.freeIDs, p.nreader = nil, nil, 0
 	p.free = nil
-	if p.freed != nil {
-		close(p.freed)
-		p.freed = nil
+	if p.waiters > 0 {
+		p.passToken() // each waiter passes it on after seeing ErrClosed
 	}
 	var errs []error
 	if err := unix.Close(p.fd); err != nil {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -382,6 +383,80 @@ func TestCloseWithOutstandingLoan(t *testing.T) {
 	assert.Equal(t, 1, countMappings(t, poolMaps("deferred-loan")), "one loan left")
 	require.NoError(t, l2.Discard())
 	assert.Equal(t, 0, countMappings(t, poolMaps("deferred-loan")), "last Discard unmaps")
+}
+
+// Several waiters are all served when several slots are freed at once, and
+// a wait that is woken allocates nothing.
+func TestAllocWaitWakesEveryWaiterAndDoesNotAllocate(t *testing.T) {
+	p := newTestPool(t, "wait-many", Geometry{8, 3})
+	var held []uint32
+	for range 3 {
+		i, err := p.Alloc()
+		require.NoError(t, err)
+		held = append(held, i)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	got := make(chan error, 3)
+	for range 3 {
+		go func() { _, err := p.AllocWait(ctx); got <- err }()
+	}
+	eventuallyWaiters(t, p, 3)
+	for _, i := range held {
+		require.NoError(t, p.Free(i)) // in a row, before any waiter runs
+	}
+	for range 3 {
+		select {
+		case err := <-got:
+			require.NoError(t, err)
+		case <-ctx.Done():
+			t.Fatal("a waiter was never woken")
+		}
+	}
+
+	q := newTestPool(t, "wait-allocs", Geometry{8, 1})
+	slot, err := q.Alloc()
+	require.NoError(t, err)
+	freeIt, stop := make(chan uint32), make(chan struct{})
+	defer close(stop)
+	go func() {
+		for {
+			select {
+			case i := <-freeIt:
+				eventuallyWaiters(t, q, 1) // polls without allocating
+				q.Free(i)
+			case <-stop:
+				return
+			}
+		}
+	}()
+	allocs := testing.AllocsPerRun(50, func() {
+		freeIt <- slot
+		i, err := q.AllocWait(ctx)
+		if err != nil {
+			panic(err)
+		}
+		slot = i
+	})
+	assert.Zero(t, allocs, "a woken AllocWait allocates nothing")
+}
+
+// eventuallyWaiters waits (bounded) until n AllocWait callers are blocked.
+func eventuallyWaiters(tb testing.TB, p *Pool, n int) {
+	tb.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		p.mu.Lock()
+		w := p.waiters
+		p.mu.Unlock()
+		if w >= n {
+			return
+		}
+		if time.Now().After(deadline) {
+			tb.Fatalf("%d of %d waiters blocked", w, n)
+		}
+		runtime.Gosched()
+	}
 }
 
 func TestAllocWait(t *testing.T) {
