@@ -10,7 +10,11 @@ import (
 // The provider side of method calls: a consumer's Call_method becomes a
 // Call handed to OfferConfig.OnCall, answered with Call.Reply or Call.Fail.
 // The request payload lives in the consumer's call pool (one per binding),
-// the reply in the binding's own reply pool.
+// the reply in the binding's own reply pool. A call is two messages: every
+// call that is not fire-and-forget gets exactly one Call_method_reply (also
+// a refused or cancelled one), and that reply gives the request's slot
+// back; Call_method_handle is sent only for a call its dispatch step did
+// not answer.
 
 // Call is one method invocation received by an Offer's OnCall handler. It is
 // a small value: keep a copy to answer later, from any goroutine. Every call
@@ -85,25 +89,29 @@ func (c Call) finish(result wire.Result, code int32, data []byte) error {
 		return ErrCallDone
 	}
 	if req.cancelled || b.closed {
-		b.forgetCall(c.id, req)
+		b.endCall(c.id, req)
+		b.failCall(c.id, wire.StatusCancelled) // frees the request; the caller drops it
 		return ErrCancelled
 	}
 	pl, err := shareCopy(b.replies, data, b.replyReader)
 	if err != nil {
 		return fmt.Errorf("engine: replying: %w", err)
 	}
-	b.forgetCall(c.id, req)
+	b.endCall(c.id, req)
 	b.peer.queueCallReply(wire.CallMethodReply{RequiredID: b.requiredID, InvocationID: c.id, Result: result, Code: code, Payload: pl})
 	return nil
 }
 
-// forgetCall ends a received call: it no longer counts against the peer's
+// endCall ends a received call: it no longer counts against the peer's
 // pending-call limit (cancelled calls count until answered, so a peer cannot
-// grow this map by cancelling), and its request goes back.
-func (b *provBinding) forgetCall(id uint64, req pendingRequest) {
+// grow this map by cancelling) and our view of its request is dropped. The
+// reply the caller of endCall sends gives the request's slot back.
+func (b *provBinding) endCall(id uint64, req pendingRequest) {
 	delete(b.calls, id)
 	b.peer.pendingCalls--
-	b.releaseRequest(req.payload)
+	if req.payload.Slot != wire.NoSlot {
+		b.callView.Unref()
+	}
 }
 
 // shareCopy copies data into a new slot of pool held for reader alone (the
@@ -129,34 +137,41 @@ func shareCopy(pool *shm.Pool, data []byte, reader shm.ReaderID) (wire.Payload, 
 	return wire.Payload{Slot: slot, Len: uint32(len(data))}, nil
 }
 
-// giveBack returns a request payload we never read to the caller's pool.
+// giveBack returns the request of a fire-and-forget call (which gets no
+// reply) to the caller's pool.
 func (b *provBinding) giveBack(pl wire.Payload) {
 	if pl.Slot != wire.NoSlot && !b.closed {
 		b.peer.queueConsumed(b.requiredID, pl, false)
 	}
 }
 
-// releaseRequest gives back a request payload we hold (its view reference
-// taken in onCallMethod).
-func (b *provBinding) releaseRequest(pl wire.Payload) {
-	if pl.Slot == wire.NoSlot {
-		return
+// endFireAndForget ends a fire-and-forget call we accepted: its request (our
+// view reference taken in onCallMethod) goes back.
+func (b *provBinding) endFireAndForget(pl wire.Payload) {
+	b.peer.pendingCalls--
+	if pl.Slot != wire.NoSlot {
+		b.giveBack(pl)
+		b.callView.Unref()
 	}
-	b.giveBack(pl)
-	b.callView.Unref()
 }
 
 // refuseCall answers a call with a middleware error without running any
-// handler, and gives its (unread) request back.
+// handler: the reply gives the (unread) request back, or Payload_consumed
+// does for a fire-and-forget call.
 func (b *provBinding) refuseCall(m *wire.CallMethod, st wire.Status) {
-	b.giveBack(m.Payload)
-	if !m.FireAndForget {
-		b.failCall(m.InvocationID, st)
+	if m.FireAndForget {
+		b.giveBack(m.Payload)
+		return
 	}
+	b.failCall(m.InvocationID, st)
 }
 
-// failCall answers a call with a middleware error and no payload.
+// failCall answers a call with a middleware error and no payload (unless
+// the binding is gone, when there is nobody to answer).
 func (b *provBinding) failCall(id uint64, st wire.Status) {
+	if b.closed {
+		return
+	}
 	b.peer.queueCallReply(wire.CallMethodReply{RequiredID: b.requiredID, InvocationID: id,
 		Result: wire.ResultMiddleware, Code: int32(st), Payload: wire.Payload{Slot: wire.NoSlot}})
 }
@@ -199,7 +214,7 @@ func (n *Node) onCallMethod(p *peer, m *wire.CallMethod) error {
 	p.pendingCalls++
 	if !m.FireAndForget {
 		b.calls[m.InvocationID] = pendingRequest{payload: m.Payload, method: m.Method}
-		p.queueCallHandle(wire.CallMethodHandle{RequiredID: b.requiredID, InvocationID: m.InvocationID})
+		n.freshCalls = append(n.freshCalls, freshCall{b, m.InvocationID})
 	}
 	o.stats.Calls++
 	n.enqueue(callback{call: Call{b: b, id: m.InvocationID, method: m.Method, ff: m.FireAndForget, data: data}, ffPayload: m.Payload})
@@ -215,8 +230,7 @@ func (n *Node) runCall(c Call, ffPayload wire.Payload) {
 		defer n.unlock()
 		switch {
 		case c.ff:
-			c.b.peer.pendingCalls--
-			c.b.releaseRequest(ffPayload)
+			c.b.endFireAndForget(ffPayload)
 		case !returned:
 			// The handler panicked: the caller gets an answer, not silence.
 			c.b.abortCall(c.id)
@@ -227,16 +241,38 @@ func (n *Node) runCall(c Call, ffPayload wire.Payload) {
 }
 
 // abortCall answers a pending call with a middleware error (its handler
-// failed) and releases it. Called with n.mu held.
+// failed, or the node is closing) and releases it. Called with n.mu held.
 func (b *provBinding) abortCall(id uint64) {
 	req, ok := b.calls[id]
 	if !ok {
 		return
 	}
-	b.forgetCall(id, req)
-	if !req.cancelled && !b.closed {
+	b.endCall(id, req)
+	if req.cancelled {
+		b.failCall(id, wire.StatusCancelled)
+	} else {
 		b.failCall(id, wire.StatusHandlerFailed)
 	}
+}
+
+// freshCall is a call received in the current dispatch step: if it is
+// still unanswered at the end of the step, Call_method_handle says it was
+// accepted.
+type freshCall struct {
+	b  *provBinding
+	id uint64
+}
+
+// acknowledgeLateCalls sends Call_method_handle for the calls received in
+// this dispatch step that are still unanswered. Called with n.mu held.
+func (n *Node) acknowledgeLateCalls() {
+	for _, f := range n.freshCalls {
+		if _, pending := f.b.calls[f.id]; pending && !f.b.closed {
+			f.b.peer.queueCallHandle(wire.CallMethodHandle{RequiredID: f.b.requiredID, InvocationID: f.id})
+		}
+	}
+	clear(n.freshCalls)
+	n.freshCalls = n.freshCalls[:0]
 }
 
 func (n *Node) onCancelMethodCall(p *peer, m *wire.CancelMethodCall) error {

@@ -76,6 +76,7 @@ const (
 	StatusNotAvailable        = StatusCode(wire.StatusNotAvailable)
 	StatusDuplicate           = StatusCode(wire.StatusDuplicate)
 	StatusHandlerFailed       = StatusCode(wire.StatusHandlerFailed)
+	StatusCancelled           = StatusCode(wire.StatusCancelled)
 )
 
 func (s StatusCode) String() string { return wire.Status(s).String() }
@@ -95,6 +96,8 @@ func (s StatusCode) sentinel() error {
 		return ErrQuotaExceeded
 	case StatusUnknownEvent:
 		return ErrUnknownEvent
+	case StatusCancelled:
+		return ErrCancelled
 	}
 	return nil
 }

@@ -154,6 +154,7 @@ type pendingCall struct {
 	method    uint16
 	deadline  time.Time
 	heapIndex int                // in Node.callTimers, -1 when not there
+	reqSlot   uint32             // the request's slot in the call pool, wire.NoSlot if none
 	done      func(Reply, error) // CallAsync completion; nil for Call
 	blocking  bool               // Call: completion signals ch
 	ch        chan struct{}      // kept across reuse, so made once per pooled call
@@ -322,7 +323,7 @@ func (px *Proxy) startCall(ctx context.Context, wait bool, pc *pendingCall, meth
 		}
 		id := n.newHandle()
 		if pc != nil {
-			pc.b, pc.id, pc.method = b, id, method
+			pc.b, pc.id, pc.method, pc.reqSlot = b, id, method, slot
 			b.calls[id] = pc
 			if opts.Timeout > 0 {
 				pc.deadline = time.Now().Add(opts.Timeout)
@@ -403,11 +404,19 @@ func (n *Node) completeCall(pc *pendingCall, reply Reply, err error) {
 	n.enqueue(callback{completed: pc})
 }
 
-// abandonCall completes pc with err and tells the provider to drop it.
+// abandonCall completes pc with err and tells the provider to drop it. The
+// provider may still read the request: its slot stays held until the
+// call's reply (which every call gets) arrives.
 func (n *Node) abandonCall(pc *pendingCall, err error) {
 	b := pc.b
 	if b.connected && b.peer.required[b.requiredID] == b {
 		b.peer.queue(&wire.CancelMethodCall{ProvidedID: b.providedID, InvocationID: pc.id, Method: pc.method})
+		if pc.reqSlot != wire.NoSlot {
+			if b.abandoned == nil {
+				b.abandoned = map[uint64]uint32{}
+			}
+			b.abandoned[pc.id] = pc.reqSlot
+		}
 	}
 	b.proxy.stats.CallsAbandoned++
 	n.completeCall(pc, Reply{}, err)
@@ -455,6 +464,19 @@ func (n *Node) onCallMethodReply(p *peer, m *wire.CallMethodReply) error {
 		}
 	}
 	pc := b.calls[m.InvocationID]
+	// The reply gives the request's slot back.
+	reqSlot := wire.NoSlot
+	if pc != nil {
+		reqSlot = pc.reqSlot
+	} else if s, ok := b.abandoned[m.InvocationID]; ok {
+		reqSlot = s
+		delete(b.abandoned, m.InvocationID)
+	}
+	if reqSlot != wire.NoSlot {
+		if err := b.callPool.Release(reqSlot, b.callReader); err != nil {
+			return protoErr("Call_method_reply releasing its request", err)
+		}
+	}
 	if pc == nil {
 		// Cancelled or timed out: the answer is dropped, its slot given back.
 		b.proxy.stats.LateReplies++

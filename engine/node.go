@@ -86,14 +86,15 @@ type Node struct {
 	logLimit logLimiter // for records not caused by one peer
 
 	// owned by the dispatching goroutine
-	events    []transport.Event
-	rbuf      []byte
-	rfds      [transport.MaxFDs]int
-	in        inbox
-	run       []callback
-	toRelease []*sampleRec
-	more      bool // this round left work behind (the read budget ran out)
-	lastMore  bool // set by runCallbacks: work is pending for the next round
+	events     []transport.Event
+	rbuf       []byte
+	rfds       [transport.MaxFDs]int
+	in         inbox
+	run        []callback
+	toRelease  []*sampleRec
+	more       bool        // this round left work behind (the read budget ran out)
+	freshCalls []freshCall // calls received this round, acknowledged if still unanswered at its end
+	lastMore   bool        // set by runCallbacks: work is pending for the next round
 
 	// Reusable objects, guarded by mu.
 	freeSamples []*sampleRec
@@ -360,6 +361,7 @@ func (n *Node) runCallbacks() (ran int) {
 			n.callbacks = append(slices.Clone(batch[ran+1:]), n.callbacks...)
 		}
 		n.batching = true
+		n.acknowledgeLateCalls()
 		for _, s := range n.toRelease {
 			if !s.kept {
 				s.releaseLocked()
@@ -600,8 +602,7 @@ func (n *Node) dropLocked(cb callback) {
 		n.recycleCallLocked(cb.completed)
 	case cb.call.b != nil:
 		if cb.call.ff {
-			cb.call.b.peer.pendingCalls--
-			cb.call.b.releaseRequest(cb.ffPayload)
+			cb.call.b.endFireAndForget(cb.ffPayload)
 		} else {
 			cb.call.b.abortCall(cb.call.id)
 		}

@@ -408,7 +408,7 @@ func (o *Offer) unbind(b *provBinding) {
 	}
 	if o.n.closed {
 		for id, req := range b.calls {
-			b.forgetCall(id, req)
+			b.endCall(id, req)
 		}
 	}
 	b.closed = true

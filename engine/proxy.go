@@ -87,6 +87,7 @@ type consBinding struct {
 	callPool   *shm.Pool               // our pool for this binding's call payloads (nil: the offer has no methods)
 	callReader shm.ReaderID            // the provider's reader id in it
 	calls      map[uint64]*pendingCall // calls waiting for their reply
+	abandoned  map[uint64]uint32       // request slots of cancelled calls, until their reply
 }
 
 // Require starts consuming svc: every peer is asked for it, now and when it

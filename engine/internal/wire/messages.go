@@ -110,7 +110,8 @@ const (
 	StatusNotAvailable        Status = 11
 	StatusDuplicate           Status = 12
 	StatusHandlerFailed       Status = 13
-	statusLast                       = StatusHandlerFailed
+	StatusCancelled           Status = 14
+	statusLast                       = StatusCancelled
 )
 
 var statusNames = [...]string{
@@ -128,6 +129,7 @@ var statusNames = [...]string{
 	StatusNotAvailable:        "service not available",
 	StatusDuplicate:           "duplicate",
 	StatusHandlerFailed:       "the provider's handler failed",
+	StatusCancelled:           "call cancelled",
 }
 
 func (s Status) String() string {
