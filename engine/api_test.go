@@ -125,7 +125,7 @@ func TestLoanPublishesInPlace(t *testing.T) {
 	copyOfLoan := l
 	require.NoError(t, l.Publish(n))
 	assert.ErrorIs(t, copyOfLoan.Publish(n), ErrLoanDone, "a copy of a published loan is done too")
-	assert.Equal(t, "written in place", <-got)
+	assert.Equal(t, "written in place", recvWithin(t, got, "the loaned update"))
 }
 
 func TestKeptSampleHoldsItsSlotUntilReleased(t *testing.T) {
@@ -133,7 +133,7 @@ func TestKeptSampleHoldsItsSlotUntilReleased(t *testing.T) {
 	o, _, l, _ := boundPair(t, &OfferConfig{Events: 1, Geometry: shm.Geometry{SlotSize: 16, SlotCount: 1}},
 		func(s Sample) { s.Keep(); kept <- s })
 	require.NoError(t, o.Publish(0, []byte("keep me")))
-	s := <-kept
+	s := recvWithin(t, kept, "the kept sample")
 	assert.Equal(t, "keep me", string(s.Data()))
 	assert.Equal(t, uint64(1), s.Seq())
 	assert.False(t, s.Requested())
@@ -149,13 +149,20 @@ func TestFailedPublishLeavesNoSequenceGap(t *testing.T) {
 	block := make(chan struct{})
 	seqs := make(chan uint64, 8)
 	o, _, _, d := boundPair(t, &OfferConfig{Events: 1, Geometry: shm.Geometry{SlotSize: 8, SlotCount: 1}},
-		func(s Sample) { seqs <- s.Seq(); <-block })
+		func(s Sample) {
+			seqs <- s.Seq()
+			select {
+			case <-block:
+			case <-time.After(waitFor):
+				t.Error("the handler was never unblocked")
+			}
+		})
 	require.NoError(t, o.Publish(0, []byte("1")))
-	require.Equal(t, uint64(1), <-seqs) // the handler now holds the only slot
+	require.Equal(t, uint64(1), recvWithin(t, seqs, "update 1")) // the handler now holds the only slot
 	assert.ErrorIs(t, o.Publish(0, []byte("2")), ErrNoSlot)
 	close(block)
 	eventually(t, func() bool { return o.Publish(0, []byte("3")) == nil }, "slot back")
-	assert.Equal(t, uint64(2), <-seqs, "a refused publish takes no sequence number")
+	assert.Equal(t, uint64(2), recvWithin(t, seqs, "update 3"), "a refused publish takes no sequence number")
 	assert.Zero(t, d.Status().Proxies[0].Counters.Gaps)
 }
 
@@ -225,7 +232,7 @@ func TestConcurrentDispatchIsRefused(t *testing.T) {
 		close(entered)
 		n.Dispatch(-1)
 	}()
-	<-entered
+	recvWithin(t, entered, "dispatcher started")
 	eventually(t, func() bool { _, _, err := n.Dispatch(0); return err == ErrBusy }, "second dispatcher refused")
 	require.NoError(t, n.Close()) // wakes the blocked dispatcher
 }
@@ -324,7 +331,7 @@ func TestCloseLeaksNothing(t *testing.T) {
 		require.NoError(t, px.Subscribe(0, Updates, func(s Sample) { s.Keep(); kept <- s }))
 		eventually(t, func() bool { st, _ := px.Subscription(0); return st == SubscriptionActive }, "subscribed")
 		require.NoError(t, o.Publish(0, []byte("x")))
-		s := <-kept
+		s := recvWithin(t, kept, "the kept sample")
 		require.Greater(t, maps(), baseMaps)
 		require.NoError(t, d.Close())
 		require.NoError(t, l.Close())
@@ -357,9 +364,8 @@ func TestHotPathsDoNotAllocate(t *testing.T) {
 		func(Sample) { got <- struct{}{} })
 	data := make([]byte, 64)
 	publish := func() {
-		for o.Publish(0, data) != nil { // a slot may still be on its way back
-		}
-		<-got
+		spinUntil(t, func() bool { return o.Publish(0, data) == nil }, "a free slot") // one may still be on its way back
+		recvWithin(t, got, "the update")
 	}
 	done := make(chan error, 1)
 	complete := func(_ Reply, err error) { done <- err }
@@ -367,7 +373,7 @@ func TestHotPathsDoNotAllocate(t *testing.T) {
 		if _, err := px.CallAsync(0, data, CallOptions{}, complete); err != nil {
 			t.Fatal(err)
 		}
-		if err := <-done; err != nil {
+		if err := recvWithin(t, done, "the call's completion"); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -157,7 +157,10 @@ func TestAuthorizeCallbackDecides(t *testing.T) {
 	path := socketPath(t)
 	asked := make(chan PeerCred, 8)
 	l := listen(t, path, &Config{Authorize: func(c PeerCred) error {
-		asked <- c
+		select { // the rejected dialler keeps retrying: never block the listener
+		case asked <- c:
+		default:
+		}
 		if c.Name == "intruder" {
 			return fmt.Errorf("no intruders")
 		}
@@ -168,7 +171,7 @@ func TestAuthorizeCallbackDecides(t *testing.T) {
 	assert.Contains(t, bad.Status().Dialler.LastError, "no intruders")
 	good := dial(t, path, &Config{Name: "friend"})
 	eventually(t, func() bool { return good.Status().Dialler.Connected }, "admitted")
-	assert.Equal(t, os.Getpid(), (<-asked).PID)
+	assert.Equal(t, os.Getpid(), recvWithin(t, asked, "the authorizer's question").PID)
 	assert.GreaterOrEqual(t, l.Status().Counters.PolicyRejections, uint64(1))
 }
 
@@ -343,17 +346,19 @@ func TestPublishWaitForASlot(t *testing.T) {
 	o, _, _, _ := boundPair(t, &OfferConfig{Events: 1, Geometry: shm.Geometry{SlotSize: 8, SlotCount: 1}},
 		func(s Sample) { s.Keep(); kept <- s })
 	require.NoError(t, o.Publish(0, []byte("1")))
-	s := <-kept
+	s := recvWithin(t, kept, "the kept sample")
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
 	defer cancel()
 	err := o.PublishWait(ctx, 0, []byte("2"))
 	assert.ErrorIs(t, err, ErrNoSlot)
 	assert.ErrorIs(t, err, context.DeadlineExceeded)
 	done := make(chan error, 1)
-	go func() { done <- o.PublishWait(context.Background(), 0, []byte("3")) }()
+	wctx, wcancel := context.WithTimeout(context.Background(), waitFor)
+	defer wcancel()
+	go func() { done <- o.PublishWait(wctx, 0, []byte("3")) }()
 	s.Release()
-	require.NoError(t, <-done)
-	assert.Equal(t, "3", string((<-kept).Data()))
+	require.NoError(t, recvWithin(t, done, "PublishWait"))
+	assert.Equal(t, "3", string(recvWithin(t, kept, "the waited-for update").Data()))
 }
 
 func TestOfferConfigValidation(t *testing.T) {

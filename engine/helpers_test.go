@@ -5,6 +5,8 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"runtime"
+	"sync"
 	"testing"
 	"time"
 
@@ -77,15 +79,36 @@ func slotsInUse(o OfferStatus) int {
 	return n
 }
 
+// waitTimers are reused by recvWithin, which thus allocates nothing once
+// warm: it also bounds the waits of AllocsPerRun loops and benchmarks.
+var waitTimers = sync.Pool{New: func() any { return time.NewTimer(waitFor) }}
+
 // recvWithin receives from ch, failing the test if nothing comes within
 // waitFor.
 func recvWithin[T any](t testing.TB, ch <-chan T, what string) T {
 	t.Helper()
+	timer := waitTimers.Get().(*time.Timer)
+	timer.Reset(waitFor)
 	select {
 	case v := <-ch:
+		timer.Stop()
+		waitTimers.Put(timer)
 		return v
-	case <-time.After(waitFor):
+	case <-timer.C:
 		t.Fatalf("%s: nothing within %v", what, waitFor)
 		panic("unreachable")
+	}
+}
+
+// spinUntil retries cond until it holds, failing the test after waitFor.
+// Unlike eventually it runs cond on the calling goroutine and allocates
+// nothing, for hot loops.
+func spinUntil(t testing.TB, cond func() bool, what string) {
+	t.Helper()
+	for deadline := time.Now().Add(waitFor); !cond(); {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %v", what, waitFor)
+		}
+		runtime.Gosched()
 	}
 }

@@ -60,13 +60,14 @@ func (r *rawPeer) recv() ([]byte, error) {
 
 // expectClosed reads until the other side closes the connection.
 func (r *rawPeer) expectClosed() {
-	for {
+	for deadline := time.Now().Add(waitFor); time.Now().Before(deadline); {
 		_, err := r.recv()
 		if err != nil {
 			require.ErrorIs(r.t, err, io.EOF)
 			return
 		}
 	}
+	r.t.Fatal("the connection stayed open")
 }
 
 // handshake sends a valid Connect and reads the Connect_reply.

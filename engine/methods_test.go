@@ -206,13 +206,13 @@ func TestBlockingCallAndProviderSideCancelView(t *testing.T) {
 		_, err := px.Call(ctx, 0, []byte("block"))
 		errc <- err
 	}()
-	c := <-calls
+	c := recvWithin(t, calls, "the call")
 	assert.Equal(t, "block", string(c.Data()))
 	assert.False(t, c.Cancelled())
 	assert.Equal(t, d.Status().PID, c.Peer().PID())
 	cancel()
-	assert.ErrorIs(t, <-errc, ErrCancelled)
-	<-cancelled
+	assert.ErrorIs(t, recvWithin(t, errc, "the cancelled Call"), ErrCancelled)
+	recvWithin(t, cancelled, "OnCancel")
 	eventually(t, c.Cancelled, "provider sees the cancel")
 	assert.ErrorIs(t, c.Reply(nil), ErrCancelled)
 	assert.ErrorIs(t, c.Reply(nil), ErrCallDone)
