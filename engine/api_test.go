@@ -186,13 +186,7 @@ func TestClosedNodeRefusesEverything(t *testing.T) {
 }
 
 func TestDispatchDrivenByTheCaller(t *testing.T) {
-	path := socketPath(t)
-	l, err := Listen(path, nil)
-	require.NoError(t, err)
-	defer l.Close()
-	d, err := Dial(path, nil)
-	require.NoError(t, err)
-	defer d.Close()
+	l, d := handDriven(t)
 	o, err := l.Offer(sensor, &OfferConfig{Events: 1})
 	require.NoError(t, err)
 	var got []string

@@ -303,15 +303,8 @@ func TestOneSlowSubscriberDoesNotStallTheOthers(t *testing.T) {
 	slow.expect("suback a 0 <nil>")
 	fast.expect("suback a 0 <nil>")
 	holds := func(name string) int {
-		st := prov.status()
-		for _, p := range st.Peers {
-			if p.Name == name {
-				for _, b := range st.Offers[0].Bindings {
-					if b.Peer == p.ID {
-						return b.Holds
-					}
-				}
-			}
+		if b, ok := bindingOf(prov.status(), name); ok {
+			return b.Holds
 		}
 		return -1
 	}
@@ -326,13 +319,8 @@ func TestOneSlowSubscriberDoesNotStallTheOthers(t *testing.T) {
 	slow.expect("recv a 0 2 m2")
 	slow.never("recv a 0 3")
 	st := prov.status()
-	var slowDrops uint64
-	for _, b := range st.Offers[0].Bindings {
-		if b.Peer == st.Peers[0].ID {
-			slowDrops = b.Drops[0]
-		}
-	}
-	assert.Equal(t, uint64(8), slowDrops, "dropped for the slow peer only, and counted")
+	slowB, _ := bindingOf(st, "slow")
+	assert.Equal(t, uint64(8), slowB.Drops[0], "dropped for the slow peer only, and counted")
 	assert.Equal(t, uint64(8), st.Peers[0].UpdatesDropped)
 	slow.do("release a")
 	eventually(t, func() bool { return holds("slow") == 0 }, "slow released everything")

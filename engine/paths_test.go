@@ -33,11 +33,7 @@ func TestStalledReaderIsBypassedThenResumed(t *testing.T) {
 	r := rawDial(t, path)
 	require.Equal(t, wire.StatusOK, r.handshake().Status)
 	r.sendMsg(&wire.ConnectService{Service: sensor.wire(), RequiredID: 9, InUse: true})
-	pkt, err := r.recv() // Connect_service_reply (recv closes the pool fd it carries)
-	require.NoError(t, err)
-	m, _, err := wire.Decode(pkt)
-	require.NoError(t, err)
-	reply := m.(*wire.ConnectServiceReply)
+	reply := r.next().(*wire.ConnectServiceReply) // (recv closes the pool fd it carries)
 	r.sendMsg(&wire.SubscribeEvent{ProvidedID: reply.ProvidedID, Event: 0, Subscribe: true})
 	eventually(t, func() bool { return len(l.Status().Offers[0].Bindings) == 2 }, "stalled peer bound")
 	eventually(t, func() bool {
