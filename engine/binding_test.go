@@ -53,9 +53,14 @@ func TestFieldRequestsWithoutAValueAreCoalescedAcrossPeers(t *testing.T) {
 	for i := range 2 {
 		c := startPeer(t, "dial", path, fmt.Sprintf("consumer%d", i))
 		c.subscribeTo("a", 0, "initial")
+		if i == 0 {
+			// Asked again before the other consumer binds, so the provider
+			// has the request before both wait (after the publish, the
+			// cached value would answer it).
+			c.do("request a 0")
+		}
 		cons = append(cons, c)
 	}
-	cons[0].do("request a 0")
 	prov.expect("updreq a 0")
 	prov.waitStatus(func(s Status) bool { return s.Offers[0].Fields[0].Requesters == 2 }, "both requests wait")
 	prov.never("updreq") // one application callback for both peers

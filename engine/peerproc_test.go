@@ -331,13 +331,13 @@ func (r *peerRole) do(a []string) (string, error) {
 			if s.Requested() {
 				req = " req"
 			}
-			r.emit("recv %s %d %d %s%s", name, s.Event(), s.Seq(), s.Data(), req)
-			if hold {
+			if hold { // before the line: a "release" sent on seeing it finds the sample
 				s.Keep()
 				r.mu.Lock()
 				r.held[name] = append(r.held[name], s)
 				r.mu.Unlock()
 			}
+			r.emit("recv %s %d %d %s%s", name, s.Event(), s.Seq(), s.Data(), req)
 		})
 	case "unsubscribe": // unsubscribe NAME EVENT
 		return "", r.proxies[a[1]].Unsubscribe(uint16(atoi(a[2])))
