@@ -53,9 +53,14 @@ func TestFieldRequestsWithoutAValueAreCoalescedAcrossPeers(t *testing.T) {
 	for i := range 2 {
 		c := startPeer(t, "dial", path, fmt.Sprintf("consumer%d", i))
 		c.subscribeTo("a", 0, "initial")
+		if i == 0 {
+			// Asked again before the other consumer binds, so the provider
+			// has the request before both wait (after the publish, the
+			// cached value would answer it).
+			c.do("request a 0")
+		}
 		cons = append(cons, c)
 	}
-	cons[0].do("request a 0")
 	prov.expect("updreq a 0")
 	prov.waitStatus(func(s Status) bool { return s.Offers[0].Fields[0].Requesters == 2 }, "both requests wait")
 	prov.never("updreq") // one application callback for both peers
@@ -157,7 +162,10 @@ func TestAuthorizeCallbackDecides(t *testing.T) {
 	path := socketPath(t)
 	asked := make(chan PeerCred, 8)
 	l := listen(t, path, &Config{Authorize: func(c PeerCred) error {
-		asked <- c
+		select { // the rejected dialler keeps retrying: never block the listener
+		case asked <- c:
+		default:
+		}
 		if c.Name == "intruder" {
 			return fmt.Errorf("no intruders")
 		}
@@ -168,7 +176,7 @@ func TestAuthorizeCallbackDecides(t *testing.T) {
 	assert.Contains(t, bad.Status().Dialler.LastError, "no intruders")
 	good := dial(t, path, &Config{Name: "friend"})
 	eventually(t, func() bool { return good.Status().Dialler.Connected }, "admitted")
-	assert.Equal(t, os.Getpid(), (<-asked).PID)
+	assert.Equal(t, os.Getpid(), recvWithin(t, asked, "the authorizer's question").PID)
 	assert.GreaterOrEqual(t, l.Status().Counters.PolicyRejections, uint64(1))
 }
 
@@ -300,15 +308,8 @@ func TestOneSlowSubscriberDoesNotStallTheOthers(t *testing.T) {
 	slow.expect("suback a 0 <nil>")
 	fast.expect("suback a 0 <nil>")
 	holds := func(name string) int {
-		st := prov.status()
-		for _, p := range st.Peers {
-			if p.Name == name {
-				for _, b := range st.Offers[0].Bindings {
-					if b.Peer == p.ID {
-						return b.Holds
-					}
-				}
-			}
+		if b, ok := bindingOf(prov.status(), name); ok {
+			return b.Holds
 		}
 		return -1
 	}
@@ -323,13 +324,8 @@ func TestOneSlowSubscriberDoesNotStallTheOthers(t *testing.T) {
 	slow.expect("recv a 0 2 m2")
 	slow.never("recv a 0 3")
 	st := prov.status()
-	var slowDrops uint64
-	for _, b := range st.Offers[0].Bindings {
-		if b.Peer == st.Peers[0].ID {
-			slowDrops = b.Drops[0]
-		}
-	}
-	assert.Equal(t, uint64(8), slowDrops, "dropped for the slow peer only, and counted")
+	slowB, _ := bindingOf(st, "slow")
+	assert.Equal(t, uint64(8), slowB.Drops[0], "dropped for the slow peer only, and counted")
 	assert.Equal(t, uint64(8), st.Peers[0].UpdatesDropped)
 	slow.do("release a")
 	eventually(t, func() bool { return holds("slow") == 0 }, "slow released everything")
@@ -343,17 +339,19 @@ func TestPublishWaitForASlot(t *testing.T) {
 	o, _, _, _ := boundPair(t, &OfferConfig{Events: 1, Geometry: shm.Geometry{SlotSize: 8, SlotCount: 1}},
 		func(s Sample) { s.Keep(); kept <- s })
 	require.NoError(t, o.Publish(0, []byte("1")))
-	s := <-kept
+	s := recvWithin(t, kept, "the kept sample")
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
 	defer cancel()
 	err := o.PublishWait(ctx, 0, []byte("2"))
 	assert.ErrorIs(t, err, ErrNoSlot)
 	assert.ErrorIs(t, err, context.DeadlineExceeded)
 	done := make(chan error, 1)
-	go func() { done <- o.PublishWait(context.Background(), 0, []byte("3")) }()
+	wctx, wcancel := context.WithTimeout(context.Background(), waitFor)
+	defer wcancel()
+	go func() { done <- o.PublishWait(wctx, 0, []byte("3")) }()
 	s.Release()
-	require.NoError(t, <-done)
-	assert.Equal(t, "3", string((<-kept).Data()))
+	require.NoError(t, recvWithin(t, done, "PublishWait"))
+	assert.Equal(t, "3", string(recvWithin(t, kept, "the waited-for update").Data()))
 }
 
 func TestOfferConfigValidation(t *testing.T) {

@@ -136,14 +136,8 @@ func TestHostilePeerCannotDisturbOthers(t *testing.T) {
 
 // goodHolds is how many slots the peer named "consumer" holds.
 func goodHolds(s Status) int {
-	for _, p := range s.Peers {
-		if p.Name == "consumer" {
-			for _, b := range s.Offers[0].Bindings {
-				if b.Peer == p.ID {
-					return b.Holds
-				}
-			}
-		}
+	if b, ok := bindingOf(s, "consumer"); ok {
+		return b.Holds
 	}
 	return -1
 }

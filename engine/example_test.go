@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/gwipc/gwipc/engine"
 )
@@ -43,12 +44,22 @@ func Example() {
 	if err != nil {
 		panic(err)
 	}
-	received := make(chan string)
+	received := make(chan string, 1)
 	proxy.Subscribe(0, engine.Updates, func(s engine.Sample) {
 		received <- fmt.Sprintf("event %d #%d: %s", s.Event(), s.Seq(), s.Data())
 	})
-	<-subscribed
+	select {
+	case <-subscribed:
+	case <-time.After(10 * time.Second):
+		fmt.Println("not subscribed")
+		return
+	}
 	offer.Publish(0, []byte("21.5 C"))
-	fmt.Println(<-received)
+	select {
+	case msg := <-received:
+		fmt.Println(msg)
+	case <-time.After(10 * time.Second):
+		fmt.Println("no update")
+	}
 	// Output: event 0 #1: 21.5 C
 }

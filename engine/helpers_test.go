@@ -5,6 +5,8 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"runtime"
+	"sync"
 	"testing"
 	"time"
 
@@ -77,15 +79,77 @@ func slotsInUse(o OfferStatus) int {
 	return n
 }
 
+// pump dispatches nodes by hand, one round each in turn, until cond holds
+// (bounded): the order of events between them is then the test's.
+func pump(t testing.TB, nodes []*Node, cond func() bool, what string) {
+	t.Helper()
+	for deadline := time.Now().Add(waitFor); !cond(); {
+		require.True(t, time.Now().Before(deadline), "%s: not within %v", what, waitFor)
+		for _, n := range nodes {
+			_, _, err := n.Dispatch(time.Millisecond)
+			require.NoError(t, err)
+		}
+	}
+}
+
+// waitTimers are reused by recvWithin, which thus allocates nothing once
+// warm: it also bounds the waits of AllocsPerRun loops and benchmarks.
+var waitTimers = sync.Pool{New: func() any { return time.NewTimer(waitFor) }}
+
+// bindingOf returns the binding of the peer named name to the first offer in st.
+func bindingOf(st Status, name string) (BindingStatus, bool) {
+	for _, p := range st.Peers {
+		if p.Name != name {
+			continue
+		}
+		for _, b := range st.Offers[0].Bindings {
+			if b.Peer == p.ID {
+				return b, true
+			}
+		}
+	}
+	return BindingStatus{}, false
+}
+
+// handDriven returns a listener and a dialler connected to it that nobody
+// dispatches: the test drives them (see pump). Both close at cleanup.
+func handDriven(t testing.TB) (l, d *Node) {
+	path := socketPath(t)
+	l, err := Listen(path, nil)
+	require.NoError(t, err)
+	t.Cleanup(func() { l.Close() })
+	d, err = Dial(path, nil)
+	require.NoError(t, err)
+	t.Cleanup(func() { d.Close() })
+	return l, d
+}
+
 // recvWithin receives from ch, failing the test if nothing comes within
 // waitFor.
 func recvWithin[T any](t testing.TB, ch <-chan T, what string) T {
 	t.Helper()
+	timer := waitTimers.Get().(*time.Timer)
+	timer.Reset(waitFor)
 	select {
 	case v := <-ch:
+		timer.Stop()
+		waitTimers.Put(timer)
 		return v
-	case <-time.After(waitFor):
+	case <-timer.C:
 		t.Fatalf("%s: nothing within %v", what, waitFor)
 		panic("unreachable")
+	}
+}
+
+// spinUntil retries cond until it holds, failing the test after waitFor.
+// Unlike eventually it runs cond on the calling goroutine and allocates
+// nothing, for hot loops.
+func spinUntil(t testing.TB, cond func() bool, what string) {
+	t.Helper()
+	for deadline := time.Now().Add(waitFor); !cond(); {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %v", what, waitFor)
+		}
+		runtime.Gosched()
 	}
 }

@@ -58,24 +58,33 @@ func (r *rawPeer) recv() ([]byte, error) {
 	return nil, nil
 }
 
+// next waits (bounded) for a packet holding one message and decodes it.
+func (r *rawPeer) next() wire.Message {
+	r.t.Helper()
+	pkt, err := r.recv()
+	require.NoError(r.t, err)
+	m, rest, err := wire.Decode(pkt)
+	require.NoError(r.t, err)
+	require.Empty(r.t, rest, "one message per packet expected after %T", m)
+	return m
+}
+
 // expectClosed reads until the other side closes the connection.
 func (r *rawPeer) expectClosed() {
-	for {
+	for deadline := time.Now().Add(waitFor); time.Now().Before(deadline); {
 		_, err := r.recv()
 		if err != nil {
 			require.ErrorIs(r.t, err, io.EOF)
 			return
 		}
 	}
+	r.t.Fatal("the connection stayed open")
 }
 
 // handshake sends a valid Connect and reads the Connect_reply.
 func (r *rawPeer) handshake() *wire.ConnectReply {
 	r.sendMsg(&wire.Connect{Version: wire.Version, MaxPacket: wire.MaxPacket, Name: "raw"})
-	pkt, err := r.recv()
-	require.NoError(r.t, err)
-	m, _, err := wire.Decode(pkt)
-	require.NoError(r.t, err)
+	m := r.next()
 	reply, ok := m.(*wire.ConnectReply)
 	require.True(r.t, ok, "got %T", m)
 	return reply
@@ -152,11 +161,7 @@ func TestProviderSurvivesSlotAbuse(t *testing.T) {
 	r := rawDial(t, path)
 	require.Equal(t, wire.StatusOK, r.handshake().Status)
 	r.sendMsg(&wire.ConnectService{Service: testService("a").wire(), RequiredID: 7, InUse: true})
-	pkt, err := r.recv()
-	require.NoError(t, err)
-	m, _, err := wire.Decode(pkt)
-	require.NoError(t, err)
-	reply := m.(*wire.ConnectServiceReply)
+	reply := r.next().(*wire.ConnectServiceReply)
 	require.Equal(t, wire.StatusOK, reply.Status)
 	// Releasing a slot it never held closes the connection.
 	r.sendMsg(&wire.PayloadConsumed{Handle: reply.ProvidedID, Payload: wire.Payload{Slot: 1, Len: 1}})
@@ -171,11 +176,7 @@ func TestListenerRejectsAnotherProtocolVersion(t *testing.T) {
 	startPeer(t, "listen", path, "provider")
 	r := rawDial(t, path)
 	r.sendMsg(&wire.Connect{Version: wire.Version + 1, MaxPacket: wire.MaxPacket})
-	pkt, err := r.recv()
-	require.NoError(t, err)
-	m, _, err := wire.Decode(pkt)
-	require.NoError(t, err)
-	reply := m.(*wire.ConnectReply)
+	reply := r.next().(*wire.ConnectReply)
 	assert.Equal(t, wire.StatusVersionUnsupported, reply.Status)
 	assert.Contains(t, reply.Reason, "version")
 	r.expectClosed()
@@ -193,11 +194,7 @@ func TestDiallerReportsRejectionAndKeepsTrying(t *testing.T) {
 		return &rawPeer{t: t, conn: c}
 	}
 	r := accept()
-	pkt, err := r.recv()
-	require.NoError(t, err)
-	m, _, err := wire.Decode(pkt)
-	require.NoError(t, err)
-	require.IsType(t, &wire.Connect{}, m)
+	require.IsType(t, &wire.Connect{}, r.next())
 	r.sendMsg(&wire.ConnectReply{Status: wire.StatusPermissionDenied, Version: wire.Version, Reason: "not you"})
 	eventually(t, func() bool {
 		st := d.Status()
@@ -227,18 +224,11 @@ func rawProvider(t *testing.T, path string, caps uint32, offer wire.OfferService
 	eventually(t, func() bool { c, err = l.Accept(); return err == nil }, "dialler connects")
 	r := &rawPeer{t: t, conn: c}
 	t.Cleanup(func() { c.Close() })
-	next := func() wire.Message {
-		pkt, err := r.recv()
-		require.NoError(t, err)
-		m, _, err := wire.Decode(pkt)
-		require.NoError(t, err)
-		return m
-	}
-	require.IsType(t, &wire.Connect{}, next())
+	require.IsType(t, &wire.Connect{}, r.next())
 	r.sendMsg(&wire.ConnectReply{Status: wire.StatusOK, Version: wire.Version, Caps: caps, MaxPacket: wire.MaxPacket})
-	require.IsType(t, &wire.RequestService{}, next())
+	require.IsType(t, &wire.RequestService{}, r.next())
 	r.sendMsg(&offer)
-	cs, ok := next().(*wire.ConnectService)
+	cs, ok := r.next().(*wire.ConnectService)
 	require.True(t, ok)
 	return r, cs
 }
@@ -291,10 +281,7 @@ func TestConsumerRespectsAPeersMissingCapabilities(t *testing.T) {
 	assert.ErrorIs(t, err, ErrUnsupported)
 	assert.ErrorIs(t, px.Send(0, nil), ErrUnsupported)
 	require.NoError(t, px.Subscribe(0, InitialValue, func(Sample) {}))
-	pkt, err := r.recv()
-	require.NoError(t, err)
-	m, _, err := wire.Decode(pkt)
-	require.NoError(t, err)
+	m := r.next()
 	sub, ok := m.(*wire.SubscribeEvent)
 	require.True(t, ok, "got %T", m)
 	assert.Equal(t, wire.ModeUpdates, sub.Mode, "initial value needs the fields capability")

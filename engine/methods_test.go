@@ -141,50 +141,33 @@ func TestManyConcurrentCalls(t *testing.T) {
 // A reply that arrives after its call was cancelled is dropped and its slot
 // given back. Driving both nodes by hand makes the order deterministic.
 func TestReplyArrivingAfterCancelIsReleased(t *testing.T) {
-	path := socketPath(t)
-	l, err := Listen(path, nil)
-	require.NoError(t, err)
-	defer l.Close()
-	d, err := Dial(path, nil)
-	require.NoError(t, err)
-	defer d.Close()
+	l, d := handDriven(t)
 	calls := make(chan Call, 1)
-	_, err = l.Offer(sensor, &OfferConfig{Methods: 1, Geometry: shm.Geometry{SlotSize: 64, SlotCount: 4}, OnCall: func(c Call) { calls <- c }})
+	_, err := l.Offer(sensor, &OfferConfig{Methods: 1, Geometry: shm.Geometry{SlotSize: 64, SlotCount: 4}, OnCall: func(c Call) { calls <- c }})
 	require.NoError(t, err)
 	px, err := d.Require(sensor, nil)
 	require.NoError(t, err)
-	pump := func(nodes []*Node, until func() bool) {
-		t.Helper()
-		deadline := time.Now().Add(waitFor)
-		for !until() {
-			require.True(t, time.Now().Before(deadline))
-			for _, n := range nodes {
-				_, _, err := n.Dispatch(time.Millisecond)
-				require.NoError(t, err)
-			}
-		}
-	}
 	both := []*Node{l, d}
-	pump(both, px.Available)
+	pump(t, both, px.Available, "available")
 	var got error
 	completions := 0
 	h, err := px.CallAsync(0, []byte("q"), CallOptions{}, func(r Reply, err error) { got = err; completions++ })
 	require.NoError(t, err)
 	var c Call
-	pump(both, func() bool {
+	pump(t, both, func() bool {
 		select {
 		case c = <-calls:
 			return true
 		default:
 			return false
 		}
-	})
+	}, "the call")
 	require.NoError(t, c.Reply([]byte("answer"))) // in flight to the consumer...
 	h.Cancel()                                    // ...which has cancelled meanwhile
-	pump([]*Node{d}, func() bool { return completions == 1 })
+	pump(t, []*Node{d}, func() bool { return completions == 1 }, "the cancelled completion")
 	assert.ErrorIs(t, got, ErrCancelled)
-	pump(both, func() bool { return d.Status().Proxies[0].Counters.LateReplies == 1 })
-	pump(both, func() bool { return slotsInUse(l.Status().Offers[0]) == 0 })
+	pump(t, both, func() bool { return d.Status().Proxies[0].Counters.LateReplies == 1 }, "the late reply")
+	pump(t, both, func() bool { return slotsInUse(l.Status().Offers[0]) == 0 }, "the reply's slot back")
 	assert.Equal(t, 1, completions, "exactly one completion")
 }
 
@@ -206,13 +189,13 @@ func TestBlockingCallAndProviderSideCancelView(t *testing.T) {
 		_, err := px.Call(ctx, 0, []byte("block"))
 		errc <- err
 	}()
-	c := <-calls
+	c := recvWithin(t, calls, "the call")
 	assert.Equal(t, "block", string(c.Data()))
 	assert.False(t, c.Cancelled())
 	assert.Equal(t, d.Status().PID, c.Peer().PID())
 	cancel()
-	assert.ErrorIs(t, <-errc, ErrCancelled)
-	<-cancelled
+	assert.ErrorIs(t, recvWithin(t, errc, "the cancelled Call"), ErrCancelled)
+	recvWithin(t, cancelled, "OnCancel")
 	eventually(t, c.Cancelled, "provider sees the cancel")
 	assert.ErrorIs(t, c.Reply(nil), ErrCancelled)
 	assert.ErrorIs(t, c.Reply(nil), ErrCallDone)

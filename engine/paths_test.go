@@ -33,11 +33,7 @@ func TestStalledReaderIsBypassedThenResumed(t *testing.T) {
 	r := rawDial(t, path)
 	require.Equal(t, wire.StatusOK, r.handshake().Status)
 	r.sendMsg(&wire.ConnectService{Service: sensor.wire(), RequiredID: 9, InUse: true})
-	pkt, err := r.recv() // Connect_service_reply (recv closes the pool fd it carries)
-	require.NoError(t, err)
-	m, _, err := wire.Decode(pkt)
-	require.NoError(t, err)
-	reply := m.(*wire.ConnectServiceReply)
+	reply := r.next().(*wire.ConnectServiceReply) // (recv closes the pool fd it carries)
 	r.sendMsg(&wire.SubscribeEvent{ProvidedID: reply.ProvidedID, Event: 0, Subscribe: true})
 	eventually(t, func() bool { return len(l.Status().Offers[0].Bindings) == 2 }, "stalled peer bound")
 	eventually(t, func() bool {
@@ -60,7 +56,7 @@ func TestStalledReaderIsBypassedThenResumed(t *testing.T) {
 		if published%64 == 0 && l.Status().Offers[0].Counters.Dropped > 0 {
 			break
 		}
-		<-got // the good consumer keeps up, one for one
+		recvWithin(t, got, "the good consumer's update") // it keeps up, one for one
 	}
 	st := l.Status()
 	assert.NotZero(t, st.Offers[0].Counters.Dropped, "updates for the stalled peer were dropped, not queued")
@@ -82,7 +78,11 @@ func TestStalledReaderIsBypassedThenResumed(t *testing.T) {
 	before := st.Offers[0].Counters.Sent
 	eventually(t, func() bool {
 		if err := o.Publish(0, []byte("again")); err == nil {
-			<-got
+			select { // on the condition's goroutine: no Fatal here
+			case <-got:
+			case <-time.After(waitFor):
+				return false
+			}
 		}
 		for r.drain() > 0 {
 		}
@@ -129,7 +129,11 @@ func TestCallTimeoutsFireInDeadlineOrder(t *testing.T) {
 		})
 		require.NoError(t, err)
 	}
-	assert.Equal(t, []int{1, 2, 0}, []int{<-order, <-order, <-order})
+	var got []int
+	for range 3 {
+		got = append(got, recvWithin(t, order, "a timeout"))
+	}
+	assert.Equal(t, []int{1, 2, 0}, got)
 }
 
 func TestKeptReplyOutlivesItsCompletion(t *testing.T) {
@@ -149,7 +153,7 @@ func TestKeptReplyOutlivesItsCompletion(t *testing.T) {
 		kept <- r
 	})
 	require.NoError(t, err)
-	r := <-kept
+	r := recvWithin(t, kept, "the kept reply")
 	assert.Equal(t, "kept", string(r.Data()))
 	assert.Equal(t, 1, slotsInUse(l.Status().Offers[0]), "the reply's slot is held while kept")
 	r.Release()
@@ -177,7 +181,11 @@ func TestCloseDuringDeliveryReleasesEverything(t *testing.T) {
 	require.NoError(t, px.Subscribe(0, Updates, func(Sample) {
 		if calls.Add(1) == 1 {
 			close(entered)
-			<-unblock
+			select {
+			case <-unblock:
+			case <-time.After(waitFor):
+				t.Error("the handler was never unblocked")
+			}
 			finished.Store(true)
 		}
 	}))

@@ -130,8 +130,13 @@ func peerMain(spec string) int {
 		}
 	}
 	r.node.Close()
-	<-done
-	return 0
+	select {
+	case <-done:
+		return 0
+	case <-time.After(waitFor):
+		fmt.Printf("fatal Run did not return after Close\n")
+		return 1
+	}
 }
 
 func atoi(s string) int {
@@ -326,13 +331,13 @@ func (r *peerRole) do(a []string) (string, error) {
 			if s.Requested() {
 				req = " req"
 			}
-			r.emit("recv %s %d %d %s%s", name, s.Event(), s.Seq(), s.Data(), req)
-			if hold {
+			if hold { // before the line: a "release" sent on seeing it finds the sample
 				s.Keep()
 				r.mu.Lock()
 				r.held[name] = append(r.held[name], s)
 				r.mu.Unlock()
 			}
+			r.emit("recv %s %d %d %s%s", name, s.Event(), s.Seq(), s.Data(), req)
 		})
 	case "unsubscribe": // unsubscribe NAME EVENT
 		return "", r.proxies[a[1]].Unsubscribe(uint16(atoi(a[2])))
@@ -561,8 +566,12 @@ func (p *peerProc) waitStatus(cond func(Status) bool, what string) Status {
 // kill ends the process with SIGKILL and waits for it.
 func (p *peerProc) kill() {
 	p.cmd.Process.Signal(syscall.SIGKILL)
-	p.cmd.Wait()
-	<-p.exited
+	select {
+	case <-p.exited: // its output is read to the end: Wait may close the pipe
+		p.cmd.Wait()
+	case <-time.After(waitFor):
+		p.t.Errorf("%s: still running %v after SIGKILL", p.name, waitFor)
+	}
 }
 
 // stop asks the peer to exit and waits; it kills it if it does not.

@@ -105,7 +105,7 @@ func TestPanickingCallHandlerStillAnswers(t *testing.T) {
 			dispatchRecovering(l)
 		}
 	}()
-	defer func() { close(stop); <-stopped }()
+	defer func() { close(stop); recvWithin(t, stopped, "the provider's loop") }()
 	d := dial(t, path, nil)
 	px, err := d.Require(sensor, nil)
 	require.NoError(t, err)
@@ -140,10 +140,16 @@ func TestCancelledCallsCountAgainstThePendingLimit(t *testing.T) {
 	eventually(t, func() bool { return l.Status().Counters.QuotaHits == 4 }, "the unanswered cancelled calls count")
 	assert.Equal(t, 4, l.Status().Peers[0].PendingCalls)
 	for range 4 { // the application answers them (dropped, but released)
-		assert.ErrorIs(t, (<-calls).Reply(nil), ErrCancelled)
+		assert.ErrorIs(t, recvWithin(t, calls, "a cancelled call").Reply(nil), ErrCancelled)
 	}
 	assert.Zero(t, l.Status().Peers[0].PendingCalls)
-	go func() { c := <-calls; c.Reply(c.Data()) }()
+	go func() {
+		select {
+		case c := <-calls:
+			c.Reply(c.Data())
+		case <-time.After(waitFor): // mustCall fails on its own deadline
+		}
+	}()
 	assert.Equal(t, "ok", mustCall(t, px, "ok"), "room again")
 }
 

@@ -18,6 +18,6 @@ func TestInProcessEventFlow(t *testing.T) {
 	require.NoError(t, px.Subscribe(1, Updates, func(s Sample) { got <- string(s.Data()) }))
 	eventually(t, func() bool { st, _ := px.Subscription(1); return st == SubscriptionActive }, "subscription active")
 	require.NoError(t, offer.Publish(1, []byte("hello")))
-	require.Equal(t, "hello", <-got)
+	require.Equal(t, "hello", recvWithin(t, got, "the update"))
 	eventually(t, func() bool { return slotsInUse(l.Status().Offers[0]) == 0 }, "slot released")
 }
