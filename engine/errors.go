@@ -60,7 +60,7 @@ var (
 // renumbered.
 type StatusCode uint8
 
-// Status values, as they travel on the wire (docs/PROTOCOL.md §6).
+// Status values, as they travel on the wire (docs/PROTOCOL.md §3.19).
 const (
 	StatusOK                  = StatusCode(wire.StatusOK)
 	StatusVersionUnsupported  = StatusCode(wire.StatusVersionUnsupported)

@@ -938,3 +938,37 @@ func TestBlockingCallsFromACallbackReturnErrDeadlock(t *testing.T) {
 	assert.ErrorIs(t, recvWithin(t, errs, "Call"), ErrDeadlock)
 	assert.ErrorIs(t, recvWithin(t, errs, "LoanWait"), ErrDeadlock)
 }
+
+// A peer that says Goodbye and closes while our data is still unread in its
+// socket is an orderly departure: the reset Linux reports first does not
+// hide the Goodbye behind it.
+func TestGoodbyeAfterAResetIsStillRead(t *testing.T) {
+	path := socketPath(t)
+	reasons := make(chan error, 1)
+	l, err := Listen(path, &Config{OnPeerDisconnected: func(_ *Peer, err error) { reasons <- err }})
+	require.NoError(t, err)
+	defer l.Close()
+	_, err = l.Offer(sensor, &OfferConfig{Events: 1})
+	require.NoError(t, err)
+	r := rawDial(t, path)
+	r.sendMsg(&wire.Connect{Version: wire.Version, Caps: wire.CapAll, MaxPacket: wire.MaxPacket},
+		&wire.RequestService{Service: sensor.wire(), InUse: true})
+	// Dispatched by hand: it answers (Connect_reply, Offer_service), and the
+	// raw peer never reads the answers.
+	for i := 0; ; i++ {
+		require.Less(t, i, 1000, "never answered")
+		_, _, err := l.Dispatch(10 * time.Millisecond)
+		require.NoError(t, err)
+		if st := l.Status(); len(st.Peers) == 1 && st.Peers[0].MessagesOut >= 2 {
+			break
+		}
+	}
+	r.sendMsg(&wire.Goodbye{Status: wire.StatusShuttingDown})
+	require.NoError(t, r.conn.Close()) // with unread data: a reset
+	for i := 0; len(reasons) == 0; i++ {
+		require.Less(t, i, 1000, "the departure was never noticed")
+		_, _, err := l.Dispatch(10 * time.Millisecond)
+		require.NoError(t, err)
+	}
+	assert.NoError(t, <-reasons, "Goodbye, not a reset")
+}

@@ -886,6 +886,11 @@ func (n *Node) readPeer(p *peer) {
 		case errors.Is(err, transport.ErrTruncated), errors.Is(err, transport.ErrTooManyFDs):
 			n.fail(p, protoErr("receiving", err))
 			return
+		case errors.Is(err, transport.ErrPeerClosed) && !p.resetSeen:
+			// The peer closed with our data unread: Linux reports the reset
+			// before the packets it sent first (a Goodbye, a rejection).
+			p.resetSeen = true
+			continue
 		case err != nil:
 			n.fail(p, err)
 			return

@@ -107,6 +107,7 @@ type peer struct {
 	saidGoodbye bool          // the peer announced an orderly close
 	goodbyeSent bool          // we announced ours
 	sendClosed  bool          // the peer closed its end: nothing more can be sent
+	resetSeen   bool          // a receive reported the peer's reset; its last packets follow
 	admission   *wire.Connect // while admitting: the Connect to complete
 	logLimit    logLimiter
 	mapped      int64 // bytes of this peer's pools this node maps

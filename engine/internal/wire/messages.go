@@ -165,8 +165,8 @@ type Direction uint8
 
 // Pool directions.
 const (
-	DirProvider Direction = 0 // provider -> consumer: events and method replies
-	DirConsumer Direction = 1 // consumer -> provider: method-call payloads
+	DirProvider Direction = 0 // provider -> consumer: a binding's reply pool
+	DirConsumer Direction = 1 // consumer -> provider: a binding's call pool
 	dirLast               = DirConsumer
 )
 
