@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/gwipc/gwipc/engine/internal/wire"
@@ -94,6 +95,10 @@ func (c Call) finish(result wire.Result, code int32, data []byte) error {
 		return ErrCancelled
 	}
 	pl, err := shareCopy(b.replies, data, b.replyReader)
+	if errors.Is(err, ErrNoSlot) && len(n.rings) > 0 {
+		n.readRings() // the caller's consumes of earlier replies may wait there
+		pl, err = shareCopy(b.replies, data, b.replyReader)
+	}
 	if err != nil {
 		return fmt.Errorf("engine: replying: %w", err)
 	}

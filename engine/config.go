@@ -80,6 +80,12 @@ type Config struct {
 	// StatusMode is the status endpoint's socket file mode (default 0600:
 	// the status names peers' pids and uids, and commands may act).
 	StatusMode os.FileMode
+	// DisableRings keeps every connection on the socket: the node does not
+	// announce the ring capability (see docs/PROTOCOL.md §10).
+	DisableRings bool
+	// RingEntries is the size of this node's ring per connection, a power of
+	// two in [64, 65536] (default 4096 entries of 32 bytes).
+	RingEntries int
 }
 
 // PoolKind names which pool a PoolConfig sizes.
@@ -162,6 +168,7 @@ func (c *Config) withDefaults() (Config, error) {
 	def(&out.MaxOutput, 4<<20)
 	def(&out.MaxPeers, 1024)
 	def(&out.MaxHandshakes, 64)
+	def(&out.RingEntries, defaultRingEntries)
 	defDur(&out.HandshakeTimeout, 5*time.Second)
 	defDur(&out.ReconnectMin, 10*time.Millisecond)
 	defDur(&out.ReconnectMax, 2*time.Second)
@@ -177,6 +184,8 @@ func (c *Config) withDefaults() (Config, error) {
 		return out, fmt.Errorf("%w: negative HandshakeTimeout %v", ErrInvalidConfig, out.HandshakeTimeout)
 	case out.MaxOutput < 0 || out.MaxPeers < 0 || out.MaxHandshakes < 0:
 		return out, fmt.Errorf("%w: negative MaxOutput, MaxPeers or MaxHandshakes", ErrInvalidConfig)
+	case out.RingEntries < minRingEntries || out.RingEntries > maxRingEntries || out.RingEntries&(out.RingEntries-1) != 0:
+		return out, fmt.Errorf("%w: RingEntries %d is not a power of two in [%d, %d]", ErrInvalidConfig, out.RingEntries, minRingEntries, maxRingEntries)
 	case out.SocketMode&^os.ModePerm != 0 || out.StatusMode&^os.ModePerm != 0:
 		return out, fmt.Errorf("%w: socket modes must be permission bits only", ErrInvalidConfig)
 	case len(out.Pools) > wire.MaxListLen:

@@ -225,7 +225,8 @@ func rawProvider(t *testing.T, path string, caps uint32, offer wire.OfferService
 	r := &rawPeer{t: t, conn: c}
 	t.Cleanup(func() { c.Close() })
 	require.IsType(t, &wire.Connect{}, r.next())
-	r.sendMsg(&wire.ConnectReply{Status: wire.StatusOK, Version: wire.Version, Caps: caps, MaxPacket: wire.MaxPacket})
+	// A raw peer speaks the socket protocol only: never the ring capability.
+	r.sendMsg(&wire.ConnectReply{Status: wire.StatusOK, Version: wire.Version, Caps: caps &^ wire.CapRing, MaxPacket: wire.MaxPacket})
 	require.IsType(t, &wire.RequestService{}, r.next())
 	r.sendMsg(&offer)
 	cs, ok := r.next().(*wire.ConnectService)

@@ -293,7 +293,7 @@ func (px *Proxy) startCall(ctx context.Context, wait bool, pc *pendingCall, meth
 		}
 		slot := wire.NoSlot
 		if len(req) > 0 {
-			slot, err = allocCopy(ctx, wait, b.callPool, req)
+			slot, err = n.allocCopy(ctx, wait, b.callPool, req)
 			if errors.Is(err, shm.ErrClosed) && wait {
 				continue // the binding went away meanwhile: wait for the next
 			}
@@ -361,14 +361,8 @@ func (px *Proxy) callable(method uint16, size int) (*consBinding, error) {
 
 // allocCopy takes a slot of pool (with wait, waiting for one within ctx)
 // and copies data into it; the caller owns the slot's writer reference.
-func allocCopy(ctx context.Context, wait bool, pool *shm.Pool, data []byte) (uint32, error) {
-	var slot uint32
-	var err error
-	if wait {
-		slot, err = pool.AllocWait(ctx)
-	} else {
-		slot, err = pool.Alloc()
-	}
+func (n *Node) allocCopy(ctx context.Context, wait bool, pool *shm.Pool, data []byte) (uint32, error) {
+	slot, err := n.takeSlot(ctx, wait, pool)
 	if err != nil {
 		return 0, err
 	}
@@ -410,7 +404,7 @@ func (n *Node) completeCall(pc *pendingCall, reply Reply, err error) {
 func (n *Node) abandonCall(pc *pendingCall, err error) {
 	b := pc.b
 	if b.connected && b.peer.required[b.requiredID] == b {
-		b.peer.queue(&wire.CancelMethodCall{ProvidedID: b.providedID, InvocationID: pc.id, Method: pc.method})
+		b.peer.queueCancel(wire.CancelMethodCall{ProvidedID: b.providedID, InvocationID: pc.id, Method: pc.method})
 		if pc.reqSlot != wire.NoSlot {
 			if b.abandoned == nil {
 				b.abandoned = map[uint64]uint32{}

@@ -50,24 +50,26 @@ type Node struct {
 	// closedFlag mirrors closed, for the checks between callbacks.
 	closedFlag atomic.Bool
 
-	mu         sync.Mutex
-	closed     bool
-	shutting   bool // Shutdown in progress: no new peers, no dials
-	batching   bool // inside Dispatch's protocol step: flush at its end
-	peers      map[uint64]*peer
-	nextToken  uint64
-	nextPeerID uint64
-	nextHandle uint64 // binding handles, never reused
-	nextGen    uint64 // generations of delivered samples and replies, never reused
-	dirty      []*peer
-	doomed     []*peer
-	admitting  []*peer // peers whose Connect waits for Config.Authorize
-	handshakes int     // accepted peers still in the handshake
-	accept     acceptState
-	offers     map[serviceKey]*Offer
-	proxies    map[serviceKey]*Proxy
-	finders    []*Finder
-	callTimers callTimers // pending calls with a timeout, by deadline
+	mu          sync.Mutex
+	closed      bool
+	shutting    bool // Shutdown in progress: no new peers, no dials
+	batching    bool // inside Dispatch's protocol step: flush at its end
+	peers       map[uint64]*peer
+	nextToken   uint64
+	nextPeerID  uint64
+	nextHandle  uint64 // binding handles, never reused
+	nextGen     uint64 // generations of delivered samples and replies, never reused
+	dirty       []*peer
+	doomed      []*peer
+	admitting   []*peer // peers whose Connect waits for Config.Authorize
+	handshakes  int     // accepted peers still in the handshake
+	accept      acceptState
+	offers      map[serviceKey]*Offer
+	proxies     map[serviceKey]*Proxy
+	finders     []*Finder
+	callTimers  callTimers // pending calls with a timeout, by deadline
+	rings       []*peer    // peers whose hot messages come through rings
+	slotWaiters int        // LoanWait and PublishWait calls blocked for a free slot
 
 	callbacks  []callback
 	wakeNeeded bool
@@ -261,6 +263,10 @@ func (n *Node) dispatchStep(timeout time.Duration) (events, ran int, more bool, 
 	if len(n.callbacks) > 0 || n.more {
 		timeout = 0
 	}
+	parked := timeout != 0 && len(n.rings) > 0
+	if parked && n.park() {
+		timeout = 0 // entries came while we announced the park
+	}
 	n.mu.Unlock()
 
 	k, err := n.poller.Wait(n.events, timeout)
@@ -273,11 +279,15 @@ func (n *Node) dispatchStep(timeout time.Duration) (events, ran int, more bool, 
 		n.mu.Unlock()
 		return 0, 0, false, ErrClosed
 	}
+	if parked {
+		n.unpark()
+	}
 	n.more = false
 	n.batching = true
 	for _, ev := range n.events[:k] {
 		n.handleEvent(ev)
 	}
+	n.readRings()
 	if now := time.Now(); n.timerFired || (!n.timerAt.IsZero() && !now.Before(n.timerAt)) {
 		// The timerfd is one-shot: once fired it is disarmed, due or not.
 		n.timerFired, n.timerAt = false, time.Time{}
@@ -726,6 +736,7 @@ func (n *Node) teardownPeer(p *peer) {
 		n.offerSeenChanged(p, seen.svc, false)
 	}
 	p.discardOutput()
+	n.closeRing(p)
 	n.poller.Remove(p.conn.Fd())
 	p.conn.Close()
 	delete(n.peers, p.token)
@@ -758,6 +769,10 @@ func (n *Node) handleEvent(ev transport.Event) {
 		// Wakes only end the wait.
 	case ev.Token == listenerToken:
 		n.acceptPeers()
+	case ev.Token&ringTokenBit != 0:
+		if p := n.peers[ev.Token&^ringTokenBit]; p != nil && p.ring != nil {
+			p.ring.drainWake() // the rings are read every round
+		}
 	default:
 		p := n.peers[ev.Token]
 		if p == nil {

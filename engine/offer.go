@@ -197,12 +197,7 @@ func (o *Offer) loan(ctx context.Context, wait bool, event uint16) (Loan, error)
 	if err != nil {
 		return Loan{}, err
 	}
-	var slot uint32
-	if !wait {
-		slot, err = pool.Alloc()
-	} else {
-		slot, err = pool.AllocWait(ctx)
-	}
+	slot, err := n.takeSlot(ctx, wait, pool)
 	if err != nil {
 		if errors.Is(err, shm.ErrNoSlot) {
 			n.mu.Lock()
@@ -337,6 +332,18 @@ func (o *Offer) fanout(event uint16, slot, size uint32) {
 	}
 }
 
+// shareWith gives b a hold on slot. A share that is full may only look full:
+// the subscriber's consumes can be waiting in its ring, so they are taken
+// first.
+func (o *Offer) shareWith(slot uint32, b *provBinding) error {
+	err := o.pool.Share(slot, b.reader)
+	if errors.Is(err, shm.ErrReaderQuota) && b.peer.ring.ready() {
+		o.n.readRing(b.peer, maxRoundCallbacks)
+		err = o.pool.Share(slot, b.reader)
+	}
+	return err
+}
+
 func (o *Offer) event(ev uint16) *eventState {
 	es := o.events[ev]
 	if es == nil {
@@ -348,7 +355,7 @@ func (o *Offer) event(ev uint16) *eventState {
 
 func (o *Offer) sendUpdate(b *provBinding, event uint16, seq uint64, slot, size uint32, requested bool) {
 	p := b.peer
-	if !b.subscriber || p.state != peerReady || p.blocked || o.pool.Share(slot, b.reader) != nil {
+	if !b.subscriber || p.state != peerReady || !p.canTakeUpdate() || o.shareWith(slot, b) != nil {
 		p.stats.UpdatesDropped++
 		o.stats.Dropped++
 		if b.drops == nil {

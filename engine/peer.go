@@ -133,7 +133,8 @@ type peer struct {
 
 	stats peerStats
 
-	out outbox
+	out  outbox
+	ring *ringLink // nil without the ring capability
 }
 
 // outbox holds one reusable message of each type sent per payload (guarded
@@ -146,33 +147,59 @@ type outbox struct {
 	call     wire.CallMethod
 	handle   wire.CallMethodHandle
 	reply    wire.CallMethodReply
+	cancel   wire.CancelMethodCall
 }
 
 func (p *peer) queueUpdate(m wire.EventUpdate) {
 	p.out.update = m
-	p.queue(&p.out.update)
+	p.queueHot(&p.out.update, true)
 }
 
 // queueConsumed releases one payload in the peer's pool; handle is the
 // peer's handle of the binding, reply says the payload is in its reply pool.
+// Through a ring it wakes the peer only if it waits for a free slot.
 func (p *peer) queueConsumed(handle uint64, pl wire.Payload, reply bool) {
 	p.out.consumed = wire.PayloadConsumed{Handle: handle, Payload: pl, Reply: reply}
-	p.queue(&p.out.consumed)
+	p.queueHot(&p.out.consumed, p.ring.ready() && p.ring.peerWaitsForSlots())
 }
 
 func (p *peer) queueCall(m wire.CallMethod) {
 	p.out.call = m
-	p.queue(&p.out.call)
+	p.queueHot(&p.out.call, true)
 }
 
 func (p *peer) queueCallHandle(m wire.CallMethodHandle) {
 	p.out.handle = m
-	p.queue(&p.out.handle)
+	p.queueHot(&p.out.handle, false)
 }
 
 func (p *peer) queueCallReply(m wire.CallMethodReply) {
 	p.out.reply = m
-	p.queue(&p.out.reply)
+	p.queueHot(&p.out.reply, true)
+}
+
+func (p *peer) queueCancel(m wire.CancelMethodCall) {
+	p.out.cancel = m
+	p.queueHot(&p.out.cancel, true)
+}
+
+// queueHot sends a hot message through the ring when there is one, else on
+// the socket; urgent ones wake a parked peer.
+func (p *peer) queueHot(m wire.Message, urgent bool) {
+	if p.ring.ready() {
+		p.pushRing(m, urgent)
+		return
+	}
+	p.queue(m)
+}
+
+// canTakeUpdate reports whether an event update can go to the peer now: a
+// full ring or socket drops it (counted) instead of queueing it.
+func (p *peer) canTakeUpdate() bool {
+	if p.ring.ready() {
+		return len(p.ring.overflow) == 0 && p.roomInRing()
+	}
+	return !p.blocked
 }
 
 type offerSeen struct {
@@ -322,8 +349,12 @@ func (p *peer) newPacket() int {
 	return len(p.pkts) - 1
 }
 
-// flush sends queued packets until the socket is full.
+// flush sends queued packets until the socket is full, and moves what waits
+// for room into the ring.
 func (p *peer) flush() {
+	if p.ring.ready() && p.state != peerClosing {
+		p.flushRing()
+	}
 	for len(p.pkts) > 0 && p.state != peerClosing {
 		pk := &p.pkts[0]
 		err := p.conn.Send(pk.b, pk.fds)

@@ -31,6 +31,7 @@ type inbox struct {
 	consumed      wire.PayloadConsumed
 	find          wire.FindService
 	goodbye       wire.Goodbye
+	ring          wire.Ring
 }
 
 func (in *inbox) message(t wire.Type) wire.Message {
@@ -67,6 +68,8 @@ func (in *inbox) message(t wire.Type) wire.Message {
 		return &in.consumed
 	case wire.TypeGoodbye:
 		return &in.goodbye
+	case wire.TypeRing:
+		return &in.ring
 	}
 	return &in.find
 }
@@ -137,6 +140,8 @@ func (n *Node) handle(p *peer, m wire.Message, fds *fdQueue) error {
 		return n.onEventUpdateRequest(p, m)
 	case *wire.FindService:
 		return n.onFindService(p, m)
+	case *wire.Ring:
+		return n.onRing(p, m, fds)
 	case *wire.Goodbye:
 		p.saidGoodbye = true
 		n.fail(p, nil) // orderly: the peer closes the connection next
@@ -154,6 +159,8 @@ func capability(t wire.Type) uint32 {
 		return wire.CapFields
 	case wire.TypeFindService:
 		return wire.CapFind
+	case wire.TypeRing:
+		return wire.CapRing
 	}
 	return 0
 }
@@ -162,7 +169,12 @@ func capability(t wire.Type) uint32 {
 
 // ourCaps is what this engine implements; a session uses what both sides
 // announce.
-func (n *Node) ourCaps() uint32 { return wire.CapAll }
+func (n *Node) ourCaps() uint32 {
+	if n.cfg.DisableRings {
+		return wire.CapAll &^ wire.CapRing
+	}
+	return wire.CapAll
+}
 
 // sendConnect opens the session. Find elements go along while the message
 // fits the pre-handshake packet limit; the rest follow as Find_service once
@@ -366,6 +378,11 @@ func (n *Node) peerReady(p *peer) {
 	p.state = peerReady
 	p.wasReady = true
 	n.handshakeDone(p)
+	if p.caps&wire.CapRing != 0 {
+		if err := n.startRing(p); err != nil {
+			n.peerLogf(p, slog.LevelError, "setting up the rings (staying on the socket)", "err", err)
+		}
+	}
 	p.since = time.Now()
 	n.rearm()
 	for _, px := range n.proxies {

@@ -55,6 +55,7 @@ type PeerStatus struct {
 	UID              uint32    `json:"uid"`
 	GID              uint32    `json:"gid"`
 	State            string    `json:"state"`
+	Ring             bool      `json:"ring"` // hot messages go through shared-memory rings
 	Since            time.Time `json:"since"`
 	QueuedBytes      int       `json:"queued_bytes"`
 	PacketsIn        uint64    `json:"packets_in"`
@@ -138,10 +139,12 @@ type SubscriptionStatus struct {
 	Gaps     uint64 `json:"gaps"`
 }
 
-// Status returns a snapshot of the node.
+// Status returns a snapshot of the node. It first takes what waits in the
+// rings (consumes are taken lazily), so slot counts are current.
 func (n *Node) Status() Status {
 	n.mu.Lock()
-	defer n.mu.Unlock()
+	defer n.unlock()
+	n.readRings()
 	st := Status{Name: n.cfg.Name, Role: "dialler", Path: n.dialPath, PID: pid, Counters: NodeCounters(n.counters),
 		Peers: []PeerStatus{}, Offers: []OfferStatus{}, Proxies: []ProxyStatus{}, Finders: []string{}}
 	for _, f := range n.finders {
@@ -158,7 +161,7 @@ func (n *Node) Status() Status {
 	}
 	for _, p := range n.peers {
 		ps := PeerStatus{ID: p.pub.id, Name: p.pub.name, PID: int(p.pub.cred.PID), UID: p.pub.cred.UID, GID: p.pub.cred.GID,
-			State: p.state.String(), Since: p.since, QueuedBytes: p.queued,
+			State: p.state.String(), Ring: p.ring.ready(), Since: p.since, QueuedBytes: p.queued,
 			PacketsIn: p.stats.PacketsIn, PacketsOut: p.stats.PacketsOut, MessagesIn: p.stats.MessagesIn, MessagesOut: p.stats.MessagesOut,
 			BytesIn: p.stats.BytesIn, BytesOut: p.stats.BytesOut, UpdatesDropped: p.stats.UpdatesDropped, StaleHandles: p.stats.StaleHandles,
 			PolicyRejections: p.stats.PolicyRejections, QuotaHits: p.stats.QuotaHits,

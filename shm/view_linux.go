@@ -51,6 +51,12 @@ func mapReadOnly(fd int, g Geometry) ([]byte, error) {
 	if err := g.Validate(); err != nil {
 		return nil, err
 	}
+	return mapSealed(fd, g.Size())
+}
+
+// mapSealed maps the sealed memfd fd, which must be exactly size bytes,
+// read-only.
+func mapSealed(fd int, size int64) ([]byte, error) {
 	var st unix.Stat_t
 	if err := unix.Fstat(fd, &st); err != nil {
 		return nil, os.NewSyscallError("fstat", err)
@@ -66,10 +72,10 @@ func mapReadOnly(fd int, g Geometry) ([]byte, error) {
 	if seals&requiredSeals != requiredSeals {
 		return nil, fmt.Errorf("%w: seals %#x", ErrNotSealed, seals)
 	}
-	if st.Size != g.Size() {
-		return nil, fmt.Errorf("%w: file has %d bytes, geometry %d", ErrSizeMismatch, st.Size, g.Size())
+	if st.Size != size {
+		return nil, fmt.Errorf("%w: file has %d bytes, want %d", ErrSizeMismatch, st.Size, size)
 	}
-	mem, err := unix.Mmap(fd, 0, int(g.Size()), unix.PROT_READ, unix.MAP_SHARED)
+	mem, err := unix.Mmap(fd, 0, int(size), unix.PROT_READ, unix.MAP_SHARED)
 	if err != nil {
 		return nil, os.NewSyscallError("mmap", err)
 	}

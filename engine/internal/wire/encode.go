@@ -29,6 +29,7 @@ func (*EventUpdateRequest) Type() Type  { return TypeEventUpdateRequest }
 func (*PayloadConsumed) Type() Type     { return TypePayloadConsumed }
 func (*FindService) Type() Type         { return TypeFindService }
 func (*Goodbye) Type() Type             { return TypeGoodbye }
+func (*Ring) Type() Type                { return TypeRing }
 
 // New returns an empty message of type t, or nil for an unknown type.
 func New(t Type) Message {
@@ -67,6 +68,8 @@ func New(t Type) Message {
 		return new(FindService)
 	case TypeGoodbye:
 		return new(Goodbye)
+	case TypeRing:
+		return new(Ring)
 	}
 	return nil
 }
@@ -466,5 +469,19 @@ func (m *Goodbye) Append(b []byte) ([]byte, error) {
 func (m *Goodbye) Decode(h Header, body []byte) error {
 	d := newDecoder(TypeGoodbye, body)
 	m.Status = d.status("status")
+	return d.done()
+}
+
+// Append encodes m onto b.
+func (m *Ring) Append(b []byte) ([]byte, error) {
+	e := begin(b, TypeRing, 0)
+	e.u32(m.Entries)
+	return e.mustFinish(), nil
+}
+
+// Decode decodes a Ring body.
+func (m *Ring) Decode(h Header, body []byte) error {
+	d := newDecoder(TypeRing, body)
+	m.Entries = d.u32("entries")
 	return d.done()
 }

@@ -15,8 +15,9 @@ var (
 	ErrUnknownType = errors.New("wire: unknown message type")
 	// ErrBadFlags means the header sets flag bits the message type does not define.
 	ErrBadFlags = errors.New("wire: undefined flag bits set")
-	// ErrBadReserved means the reserved header field is not zero.
-	ErrBadReserved = errors.New("wire: reserved header field not zero")
+	// ErrBadReserved means a reserved field (of a header, or of a ring
+	// entry) is not zero.
+	ErrBadReserved = errors.New("wire: reserved field not zero")
 	// ErrBadString means a string is longer than its limit.
 	ErrBadString = errors.New("wire: string too long")
 	// ErrBadValue means an enumerated field holds a value outside its range.

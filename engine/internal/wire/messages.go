@@ -38,7 +38,8 @@ const (
 	TypePayloadConsumed     Type = 15
 	TypeFindService         Type = 16
 	TypeGoodbye             Type = 17
-	typeLast                     = TypeGoodbye
+	TypeRing                Type = 18
+	typeLast                     = TypeRing
 )
 
 var typeNames = [...]string{
@@ -59,6 +60,7 @@ var typeNames = [...]string{
 	TypePayloadConsumed:     "Payload_consumed",
 	TypeFindService:         "Find_service",
 	TypeGoodbye:             "Goodbye",
+	TypeRing:                "Ring",
 }
 
 func (t Type) String() string {
@@ -87,7 +89,8 @@ const (
 	CapMethods uint32 = 1 << 0
 	CapFields  uint32 = 1 << 1
 	CapFind    uint32 = 1 << 2
-	CapAll            = CapMethods | CapFields | CapFind
+	CapRing    uint32 = 1 << 3 // hot messages through shared-memory rings (message 18)
+	CapAll            = CapMethods | CapFields | CapFind | CapRing
 )
 
 // Status is the outcome code in Connect_reply, Connect_service_reply and
@@ -339,6 +342,14 @@ type PayloadConsumed struct {
 type FindService struct {
 	Service Service // empty Instance: any instance
 	Add     bool
+}
+
+// Ring hands the receiver the sender's half of the connection's rings:
+// two fds travel with the packet, a sealed memfd (the sender's control
+// words and its ring of Entries entries) and an eventfd the receiver
+// writes to wake the sender.
+type Ring struct {
+	Entries uint32 // a power of two
 }
 
 // Goodbye announces an orderly close: the sender closes the connection

@@ -42,6 +42,7 @@ var samples = []Message{
 	&PayloadConsumed{Handle: 11, Payload: Payload{Slot: 1, Len: 2}, Reply: true},
 	&FindService{Service: Service{ID: "com.example.sensor", Major: 1}, Add: true},
 	&Goodbye{Status: StatusShuttingDown},
+	&Ring{Entries: 4096},
 }
 
 func TestRoundTripEveryMessage(t *testing.T) {

@@ -1,0 +1,413 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"slices"
+	"sync/atomic"
+	"unsafe"
+
+	"github.com/gwipc/gwipc/engine/internal/wire"
+	"github.com/gwipc/gwipc/shm"
+	"golang.org/x/sys/unix"
+)
+
+// Rings: the second carrier of the protocol. When both ends of a connection
+// announce wire.CapRing, each makes a shm.Segment holding its control words
+// and a ring of fixed-size entries, plus an eventfd, and sends both in a
+// Ring message. From then on the hot messages (Event_update,
+// Payload_consumed, Call_method and its handle, reply and cancel) are
+// entries in the sender's ring, read by the receiver's dispatch and handled
+// exactly as if they had come on the socket; everything else stays on the
+// socket, which remains the liveness signal.
+//
+// Each side writes only its own segment and maps the peer's read-only, so a
+// peer can corrupt nothing but what it sends: every control word and entry
+// read from it is checked like a decoded message, and a bad one closes that
+// connection only.
+//
+// A writer wakes the reader (writes its eventfd, which is in the reader's
+// poller) only when the reader has announced that it is parked, at most once
+// per park. Consumes never wake a reader unless it has callers waiting for a
+// free slot: a provider takes them lazily, in its next dispatch or when it
+// needs a slot.
+
+// Layout of a segment: control words, each on its own cache line, then the
+// entries.
+const (
+	ctlMagic    = 0   // u64 ringMagic, then u32 entries
+	ctlTail     = 64  // u64: entries written to this side's ring
+	ctlHead     = 128 // u64: entries of the peer's ring this side has taken
+	ctlParked   = 192 // u64: bit 0 this side waits for the peer's entries; bits 32.. the park epoch
+	ctlSlotWait = 256 // u64: this side has callers waiting for a free pool slot
+	ctlCPU      = 320 // u64: the CPU this side's dispatcher last ran on, plus one (0: unknown)
+	ctlSize     = 4096
+
+	ringMagic = 0x31676e7263707767 // "gwpcrng1"
+
+	defaultRingEntries = 4096
+	minRingEntries     = 64
+	maxRingEntries     = 1 << 16
+)
+
+// ringLink is one connection's pair of rings. Guarded by Node.mu.
+type ringLink struct {
+	own      *shm.Segment // our control words and ring (read-write)
+	ownMem   []byte
+	wakeFD   int    // our eventfd, in our poller: the peer writes it to wake us
+	token    uint64 // its poller token
+	entries  uint64 // our ring's size
+	tail     uint64 // entries written (published at ctlTail)
+	peerHead uint64 // how far the peer has taken our ring (validated ctlHead)
+
+	peer        []byte // the peer's segment (read-only); nil until its Ring arrives
+	peerWakeFD  int    // the peer's eventfd, -1 until then
+	peerEntries uint64
+	read        uint64 // entries of the peer's ring taken (published at ctlHead)
+	wokenEpoch  uint64 // the peer's park epoch we last woke
+	wantWake    bool   // urgent entries written since the last wake check
+
+	overflow [][wire.EntrySize]byte // entries waiting for room (never updates)
+	scratch  [wire.EntrySize]byte
+	counter  [8]byte // eventfd I/O; a field, so passing it to a syscall allocates nothing
+}
+
+// word returns the control word at off of mem.
+func word(mem []byte, off int) *atomic.Uint64 {
+	return (*atomic.Uint64)(unsafe.Pointer(&mem[off]))
+}
+
+func ringSize(entries uint64) int { return ctlSize + int(entries)*wire.EntrySize }
+
+// startRing makes our half of p's rings and announces it with a Ring
+// message. Called with n.mu held, when p becomes ready with CapRing.
+func (n *Node) startRing(p *peer) error {
+	entries := uint64(n.cfg.RingEntries)
+	seg, err := shm.NewSegment("ring", ringSize(entries))
+	if err != nil {
+		return err
+	}
+	wake, err := unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC)
+	if err != nil {
+		seg.Close()
+		return os.NewSyscallError("eventfd", err)
+	}
+	l := &ringLink{own: seg, ownMem: seg.Bytes(), wakeFD: wake, token: p.token | ringTokenBit, entries: entries, peerWakeFD: -1}
+	word(l.ownMem, ctlMagic).Store(ringMagic)
+	*(*uint32)(unsafe.Pointer(&l.ownMem[8])) = uint32(entries)
+	if err := n.poller.Add(wake, l.token, false); err != nil {
+		seg.Close()
+		unix.Close(wake)
+		return err
+	}
+	p.ring = l
+	p.queue(&wire.Ring{Entries: uint32(entries)}, seg.Fd(), wake)
+	seg.CloseFd() // the queued packet holds a duplicate
+	return nil
+}
+
+// ringTokenBit marks the poller token of a peer's ring eventfd (clear of
+// the poller's own all-ones tokens).
+const ringTokenBit = 1 << 62
+
+// onRing maps the peer's half of the rings. From then on the hot messages
+// to p go through them.
+func (n *Node) onRing(p *peer, m *wire.Ring, fds *fdQueue) error {
+	segFD, ok1 := fds.take()
+	wakeFD, ok2 := fds.take()
+	l := p.ring
+	switch {
+	case !ok1 || !ok2:
+		closeFD(segFD)
+		return protoErr("Ring carries fewer than two fds", nil)
+	case l == nil:
+		// We could not make our half (logged): the connection stays on the
+		// socket, both ways, since ours never reaches the peer.
+		closeFD(segFD)
+		closeFD(wakeFD)
+		return nil
+	case l.peer != nil:
+		closeFD(segFD)
+		closeFD(wakeFD)
+		return protoErr("a second Ring", nil)
+	case m.Entries < minRingEntries || m.Entries > maxRingEntries || m.Entries&(m.Entries-1) != 0:
+		closeFD(segFD)
+		closeFD(wakeFD)
+		return protoErr(fmt.Sprintf("Ring with %d entries", m.Entries), nil)
+	}
+	if !isEventfd(wakeFD) {
+		closeFD(segFD)
+		closeFD(wakeFD)
+		return protoErr("Ring's wake-up fd is not an eventfd", nil)
+	}
+	size := ringSize(uint64(m.Entries))
+	if p.mapped+int64(size) > n.cfg.Limits.MappedBytes {
+		closeFD(segFD)
+		closeFD(wakeFD)
+		return protoErr("Ring beyond the peer's mapped-bytes limit", nil)
+	}
+	mem, err := shm.MapSegment(segFD, size)
+	if err != nil {
+		closeFD(wakeFD)
+		return protoErr("mapping the peer's ring", err)
+	}
+	if word(mem, ctlMagic).Load() != ringMagic || *(*uint32)(unsafe.Pointer(&mem[8])) != m.Entries {
+		shm.UnmapSegment(mem)
+		closeFD(wakeFD)
+		return protoErr("the peer's ring has a bad header", nil)
+	}
+	p.mapped += int64(size)
+	l.peer, l.peerWakeFD, l.peerEntries = mem, wakeFD, uint64(m.Entries)
+	n.rings = append(n.rings, p)
+	word(l.ownMem, ctlSlotWait).Store(uint64(n.slotWaiters))
+	return nil
+}
+
+// isEventfd reports whether fd is an eventfd (writing anything else to wake
+// a peer could block or write a file).
+func isEventfd(fd int) bool {
+	target, err := os.Readlink(fmt.Sprintf("/proc/self/fd/%d", fd))
+	return err == nil && target == "anon_inode:[eventfd]"
+}
+
+// closeRing releases p's rings. Called with n.mu held, at teardown.
+func (n *Node) closeRing(p *peer) {
+	l := p.ring
+	if l == nil {
+		return
+	}
+	p.ring = nil
+	n.rings = slices.DeleteFunc(n.rings, func(q *peer) bool { return q == p })
+	n.poller.Remove(l.wakeFD)
+	unix.Close(l.wakeFD)
+	l.own.Close()
+	if l.peer != nil {
+		p.mapped -= int64(ringSize(l.peerEntries))
+		shm.UnmapSegment(l.peer)
+		unix.Close(l.peerWakeFD)
+	}
+}
+
+// ready reports whether hot messages to the peer go through the ring.
+func (l *ringLink) ready() bool { return l != nil && l.peer != nil }
+
+// errRingCorrupt closes a connection whose peer wrote impossible control
+// words.
+var errRingCorrupt = errors.New("corrupt ring control word")
+
+// room reports whether our ring has a free entry, refreshing how far the
+// peer has taken it. A head the peer could not have published fails p.
+func (p *peer) roomInRing() bool {
+	l := p.ring
+	if l.tail-l.peerHead < l.entries {
+		return true
+	}
+	h := word(l.peer, ctlHead).Load()
+	if h < l.peerHead || h > l.tail {
+		p.n.fail(p, protoErr("the peer's ring head", errRingCorrupt))
+		return false
+	}
+	l.peerHead = h
+	return l.tail-l.peerHead < l.entries
+}
+
+// pushRing writes m as the next entry of our ring, or queues it behind
+// entries waiting for room. urgent entries wake a parked peer at the next
+// flush. Called with n.mu held, ring ready.
+func (p *peer) pushRing(m wire.Message, urgent bool) {
+	l := p.ring
+	after := uint32(p.stats.PacketsOut + uint64(len(p.pkts)))
+	if len(l.overflow) > 0 || !p.roomInRing() {
+		if p.state == peerClosing {
+			return
+		}
+		var e [wire.EntrySize]byte
+		wire.PutEntry(e[:], m, after)
+		l.overflow = append(l.overflow, e)
+		p.queued += wire.EntrySize
+		if p.queued > p.n.cfg.MaxOutput {
+			p.n.fail(p, errOutputFull)
+			return
+		}
+	} else {
+		wire.PutEntry(l.slot(l.tail), m, after)
+		l.tail++
+		word(l.ownMem, ctlTail).Store(l.tail)
+	}
+	p.stats.MessagesOut++
+	l.wantWake = l.wantWake || urgent
+	p.n.schedule(p)
+}
+
+// slot is the entry i of our ring.
+func (l *ringLink) slot(i uint64) []byte {
+	off := ctlSize + int(i&(l.entries-1))*wire.EntrySize
+	return l.ownMem[off : off+wire.EntrySize : off+wire.EntrySize]
+}
+
+// flushRing moves waiting entries into the ring as room allows and wakes
+// the peer if it is parked and urgent entries were written. Called with
+// n.mu held, from peer.flush.
+func (p *peer) flushRing() {
+	l := p.ring
+	for len(l.overflow) > 0 && p.roomInRing() {
+		copy(l.slot(l.tail), l.overflow[0][:])
+		l.tail++
+		p.queued -= wire.EntrySize
+		l.overflow = l.overflow[1:]
+	}
+	if len(l.overflow) == 0 {
+		l.overflow = nil
+	}
+	word(l.ownMem, ctlTail).Store(l.tail)
+	if !l.wantWake {
+		return
+	}
+	l.wantWake = false
+	parked := word(l.peer, ctlParked).Load()
+	if parked&1 != 0 && parked>>32 != l.wokenEpoch {
+		l.wokenEpoch = parked >> 32
+		l.counter = [8]byte{1} // adds one to the counter: any count wakes the reader
+		unix.Write(l.peerWakeFD, l.counter[:])
+	}
+}
+
+// peerWaitsForSlots reports whether the peer has callers blocked waiting
+// for a free slot (so a consume must wake it).
+func (l *ringLink) peerWaitsForSlots() bool { return word(l.peer, ctlSlotWait).Load() != 0 }
+
+// readRing handles up to budget entries of p's ring, in order. An
+// Event_update entry waits until the socket packets sent before it have been
+// read. It reports whether entries are left. Called with n.mu held.
+func (n *Node) readRing(p *peer, budget int) (more bool) {
+	l := p.ring
+	if !l.ready() || p.state != peerReady {
+		return false
+	}
+	t := word(l.peer, ctlTail).Load()
+	if t < l.read || t-l.read > l.peerEntries {
+		n.fail(p, protoErr("the peer's ring tail", errRingCorrupt))
+		return false
+	}
+	if h := word(l.peer, ctlHead).Load(); h < l.peerHead || h > l.tail {
+		n.fail(p, protoErr("the peer's ring head", errRingCorrupt))
+		return false
+	}
+	var fds fdQueue
+	for l.read < t && p.state == peerReady {
+		if budget <= 0 {
+			more = true
+			break
+		}
+		off := ctlSize + int(l.read&(l.peerEntries-1))*wire.EntrySize
+		copy(l.scratch[:], l.peer[off:off+wire.EntrySize]) // the peer may change it under us
+		typ, err := wire.EntryType(l.scratch[:])
+		if err != nil {
+			n.fail(p, protoErr("ring entry", err))
+			break
+		}
+		m := n.in.message(typ)
+		after, err := wire.DecodeEntry(l.scratch[:], m)
+		if err != nil {
+			n.fail(p, protoErr("ring entry", err))
+			break
+		}
+		if typ == wire.TypeEventUpdate && uint64(after) > p.stats.PacketsIn {
+			more = true // its binding's socket messages are still on their way
+			break
+		}
+		l.read++
+		budget--
+		p.stats.MessagesIn++
+		if err := n.handle(p, m, &fds); err != nil {
+			n.fail(p, err)
+			break
+		}
+	}
+	word(l.ownMem, ctlHead).Store(l.read)
+	return more
+}
+
+// readRings takes what every peer's ring holds, within the round's budget.
+// Called with n.mu held.
+func (n *Node) readRings() {
+	for i := 0; i < len(n.rings); i++ { // a failed peer leaves the slice at teardown only
+		if n.readRing(n.rings[i], maxRoundCallbacks) {
+			n.more = true
+		}
+	}
+}
+
+// ringsPending reports whether a peer's ring holds entries not yet taken.
+// Called with n.mu held.
+func (n *Node) ringsPending() bool {
+	for _, p := range n.rings {
+		if l := p.ring; word(l.peer, ctlTail).Load() != l.read {
+			return true
+		}
+	}
+	return false
+}
+
+// park announces to every ring peer that this node is about to wait for
+// them (a new epoch each time), then reports whether something arrived
+// meanwhile, so the wait must not block: a writer that appended before the
+// announcement is seen here, one that appends after it sees the
+// announcement and wakes us. Called with n.mu held.
+func (n *Node) park() (pending bool) {
+	for _, p := range n.rings {
+		w := word(p.ring.ownMem, ctlParked)
+		w.Store((w.Load()>>32+1)<<32 | 1)
+	}
+	return n.ringsPending()
+}
+
+// unpark withdraws the announcement. Called with n.mu held.
+func (n *Node) unpark() {
+	for _, p := range n.rings {
+		w := word(p.ring.ownMem, ctlParked)
+		w.Store(w.Load() &^ 1)
+	}
+}
+
+// setSlotWaiters tells ring peers how many callers wait here for a free
+// slot (consumes then wake this node). Called with n.mu held.
+func (n *Node) setSlotWaiters() {
+	for _, p := range n.rings {
+		word(p.ring.ownMem, ctlSlotWait).Store(uint64(n.slotWaiters))
+	}
+}
+
+// drainWake empties our eventfd after it woke the poller.
+func (l *ringLink) drainWake() { unix.Read(l.wakeFD, l.counter[:]) }
+
+// takeSlot takes a free slot of pool, first reclaiming the consumes that
+// wait in the rings when there is none (they are taken lazily, without a
+// wake-up). With wait it waits within ctx; meanwhile ring peers are told
+// that this node waits for slots, so their consumes wake it. Called without
+// n.mu.
+func (n *Node) takeSlot(ctx context.Context, wait bool, pool *shm.Pool) (uint32, error) {
+	slot, err := pool.Alloc()
+	if !errors.Is(err, shm.ErrNoSlot) {
+		return slot, err
+	}
+	n.mu.Lock()
+	n.readRings()
+	if wait {
+		n.slotWaiters++
+		n.setSlotWaiters()
+		n.readRings() // consumes pushed before the peers saw the announcement
+	}
+	n.unlock()
+	if !wait {
+		return pool.Alloc()
+	}
+	slot, err = pool.AllocWait(ctx)
+	n.mu.Lock()
+	n.slotWaiters--
+	n.setSlotWaiters()
+	n.mu.Unlock()
+	return slot, err
+}
