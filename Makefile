@@ -7,25 +7,50 @@ BENCHTIME ?= 2s
 # staticcheck 2026.2.2, installed by make tools and run by make lint
 STATICCHECK := v0.8.2
 
-.PHONY: all build test run lint bench fuzz clean help tools
+# The C library: libgwipc.so.1 (SONAME), exporting only gwipc_* (the
+# version script's path must be absolute: the external linker runs in a
+# temporary directory).
+LIB_LDFLAGS := -extldflags '-Wl,-soname,libgwipc.so.1 -Wl,--version-script=$(abspath capi/libgwipc.map)'
+
+.PHONY: all build build-cgocheck2 abi-check test run lint bench fuzz clean help tools
 
 all: build
 
 help:
-	@echo "make build  - build everything into $(BUILD)/ (the gwipc CLI)"
-	@echo "make test   - vet, then all tests with -race"
+	@echo "make build  - build everything into $(BUILD)/ (the gwipc CLI, libgwipc.so.1 and its libgwipc.so link)"
+	@echo "make build-cgocheck2 - libgwipc.so.1 with GOEXPERIMENT=cgocheck2 into $(BUILD)/cgocheck2/"
+	@echo "make abi-check - the functions include/gwipc.h declares are exactly what libgwipc.so.1 exports"
+	@echo "make test   - lint, abi-check, then all tests with -race"
 	@echo "make run    - the demo: a provider and a consumer process exchanging events"
 	@echo "make bench  - benchmarks: gwipc vs a raw Unix-socket baseline, ratios and allocations"
 	@echo "make fuzz   - run every fuzz target for FUZZTIME (default 20s) each"
-		@echo "make lint   - gofmt, go vet and (if installed) staticcheck"
-		@echo "make clean  - remove $(BUILD)/"
+	@echo "make lint   - gofmt, go vet and (if installed) staticcheck"
+	@echo "make clean  - remove $(BUILD)/"
 	@echo "make tools  - install the pinned staticcheck that make lint runs"
+
+# $(call build-lib,DIR,ENV): DIR/libgwipc.so.1 and the DIR/libgwipc.so
+# link, built with ENV. cgo's generated header is not shipped (the header
+# is include/gwipc.h).
+define build-lib
+	@mkdir -p $(1)
+	$(2) $(GO) build $(GOFLAGS) -buildmode=c-shared -trimpath -ldflags "$(LIB_LDFLAGS)" -o $(1)/libgwipc.so.1 ./capi
+	rm -f $(1)/libgwipc.so.h $(1)/libgwipc.h
+	ln -sf libgwipc.so.1 $(1)/libgwipc.so
+endef
 
 build:
 	@mkdir -p $(BUILD)
 	$(GO) build $(GOFLAGS) -o $(BUILD)/gwipc ./cmd/gwipc
+	$(call build-lib,$(BUILD),)
 
-test: lint
+# The library with cgo's full pointer checks, for the C tests.
+build-cgocheck2:
+	$(call build-lib,$(BUILD)/cgocheck2,GOEXPERIMENT=cgocheck2)
+
+abi-check: build
+	capi/abi-check.sh include/gwipc.h $(BUILD)/libgwipc.so.1
+
+test: lint abi-check
 	$(GO) test $(GOFLAGS) -race -count=1 -timeout 15m $(PKGS)
 
 run: build
@@ -34,7 +59,7 @@ run: build
 lint:
 	@out=$$(gofmt -l $$(git ls-files --cached --others --exclude-standard '*.go' 2>/dev/null || find . -name '*.go')); \
 	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
-		$(GO) vet $(PKGS)
+	$(GO) vet $(PKGS)
 	@if command -v staticcheck >/dev/null; then echo staticcheck $(PKGS); staticcheck $(PKGS); \
 		else echo "staticcheck not installed (make tools): skipped"; fi
 
