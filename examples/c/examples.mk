@@ -86,8 +86,8 @@ c-test-build: c-examples $(C_TEST_BINS) $(C_TEST_HELPERS)
 # check and the install test) and fails if any failed. The Go tool
 # ($(BUILD)/gwipc) plays the Go peer in test_go.
 c-test: c-test-build c-header-check $(BUILD)/gwipc
-	GWT_BUILD_DIR=$(abspath $(BUILD)) sh $(C_DIR)/tests/run_tests.sh $(C_TEST_DIR) $(C_TESTS)
-	$(MAKE) --no-print-directory c-install-test
+	@rc=0; GWT_BUILD_DIR=$(abspath $(BUILD)) sh $(C_DIR)/tests/run_tests.sh $(C_TEST_DIR) $(C_TESTS) || rc=1; \
+	$(MAKE) --no-print-directory c-install-test || rc=1; exit $$rc
 
 # The same binaries against the cgocheck2 build: LD_LIBRARY_PATH beats the
 # binaries' RUNPATH, and test_abi checks which file was really loaded.

@@ -6,6 +6,7 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -123,10 +124,23 @@ static void test_kept_samples_hold_slots_until_released(void)
         assert_memory_equal(kept[i].data, want, kept[i].len); /* still mapped, still ours */
     }
     GWT_UNTIL(S.node, provider_holds(3), 5 * SEC);
+    /* Samples not kept were recycled meanwhile; releasing A and then its
+     * copy must release A once, never another sample (pitfall 17: handle
+     * aliasing). */
+    gwt_send(&S.prov, "pub 2");
+    gwt_dispatch(S.node, 100000);
     gwipc_sample copy = kept[0];
-    for (int i = 0; i < 3; i++)
-        gwipc_sample_release(&kept[i]);
+    gwipc_sample_release(&kept[0]);
+    gwipc_sample_release(&kept[0]);
     gwipc_sample_release(&copy); /* "later releases of it or of copies do nothing" */
+    gwt_dispatch(S.node, 200000);
+    GWT_UNTIL(S.node, provider_holds(2), 5 * SEC);
+    gwt_dispatch(S.node, 200000);
+    GWT_CHECK(provider_holds(2), "releasing one kept sample three times released more than one slot");
+    assert_memory_equal(kept[1].data, "ev 1", 4); /* the others are untouched */
+    assert_memory_equal(kept[2].data, "ev 2", 4);
+    gwipc_sample_release(&kept[1]);
+    gwipc_sample_release(&kept[2]);
     GWT_UNTIL(S.node, provider_holds(0), 5 * SEC);
     side_end();
 }
@@ -375,6 +389,50 @@ static void test_pending_call_completes_when_provider_dies(void)
     gwt_dispatch(S.node, 100000);
     assert_int_equal(completions(), 101); /* exactly one */
     gwt_node_close(S.node);
+}
+
+/* The node's fd alone drives everything, timers included: a loop that only
+ * dispatches when poll() says the fd is readable sees a call time out with
+ * no other traffic ("It includes the node's timers, so there is no timeout
+ * to query"), and a burst larger than one dispatch slice is all delivered
+ * (level-triggered, GWIPC_DISPATCH_MORE). */
+static int fd_driven_until(int (*done)(void), int64_t timeout_us)
+{
+    int fd = gwipc_node_fd(S.node);
+    int64_t dl = gwt_now_us() + timeout_us;
+    GWT_CHECK(fd >= 0, "gwipc_node_fd: %d", fd);
+    while (!done() && gwt_now_us() < dl) {
+        struct pollfd p = {fd, POLLIN, 0};
+        int r = poll(&p, 1, (int)((dl - gwt_now_us()) / 1000) + 1);
+        if (r > 0) {
+            int rc = gwipc_node_dispatch(S.node, 0);
+            GWT_CHECK(rc >= 0, "dispatch: %s", gwipc_error_name(rc));
+        }
+    }
+    return done();
+}
+static int one_completion(void) { return completions() >= 1; }
+static int burst;
+static int burst_samples(void) { return gwt_rec_n(&S.rec) >= burst * 25; }
+
+static void test_fd_readiness_alone_drives_timers_and_bursts(void)
+{
+    consumer_side(GWT_EV_PLAIN, GWIPC_UPDATES);
+    reset_completion();
+    int64_t t0 = gwt_now_us();
+    GWT_RC(gwipc_proxy_call_async(S.p, GWT_M_SLOW, "3000", 4, 100000, on_reply, &C, NULL, NULL), GWIPC_OK);
+    GWT_CHECK(fd_driven_until(one_completion, 2 * SEC), "a 100 ms call timeout never made the fd readable");
+    int64_t took = gwt_now_us() - t0;
+    assert_int_equal(C.code, GWIPC_E_TIMEOUT);
+    GWT_CHECK(took >= 90000 && took < 1 * SEC, "the timeout came after %lld ms", (long long)(took / 1000));
+    for (burst = 1; burst <= 10; burst++) { /* 25 a burst: below a subscriber's share (32) */
+        gwt_send(&S.prov, "pub 25");
+        GWT_CHECK(fd_driven_until(burst_samples, 10 * SEC), "fd-driven loop got %d of %d samples",
+                  gwt_rec_n(&S.rec), burst * 25);
+    }
+    for (int i = 1; i < gwt_rec_n(&S.rec); i++)
+        assert_int_equal(S.rec.s[i].seq, S.rec.s[i - 1].seq + 1);
+    side_end();
 }
 
 /* ---- This process as the provider; gwt_peer consumers ------------------------ */
@@ -849,6 +907,7 @@ int main(void)
         GWT_TEST(test_methods_blocking),
         GWT_TEST(test_methods_async_reply_cancel_timeout),
         GWT_TEST(test_pending_call_completes_when_provider_dies),
+        GWT_TEST(test_fd_readiness_alone_drives_timers_and_bursts),
         GWT_TEST(test_fan_out_to_two_consumers),
         GWT_TEST(test_calls_answered_from_a_worker_thread),
         GWT_TEST(test_find_appear_and_disappear),

@@ -392,6 +392,11 @@ static int listen_on_regular_file(void)
     struct stat st;
     return stat(path, &st) == 0 && S_ISREG(st.st_mode) ? rc : 2000;
 }
+static int listen_fresh_garbage_out(void)
+{
+    char path[256];
+    return listen_(gwt_path(path, sizeof path, "fresh.sock"), NULL, NULL);
+}
 static int listen_long_path(void)
 {
     char path[300];
@@ -658,6 +663,8 @@ static void *ptr_out;
     X(listen_in_use, IS(GWIPC_E_OS), listen_in_use())                                                        \
     X(listen_regular_file, ANY_ERROR, listen_on_regular_file())                                              \
     X(listen_path_too_long, ANY_ERROR, listen_long_path())                                                   \
+    X(listen_garbage_out_ok, IS(GWIPC_OK), listen_fresh_garbage_out())                                       \
+    X(dial_garbage_out_ok, IS(GWIPC_OK), dial_(F.sock))                                                      \
     X(dial_null_path, IS(GWIPC_E_INVAL), dial_(NULL))                                                        \
     X(dial_null_out, IS(GWIPC_E_INVAL), gwipc_node_dial(F.sock, NULL, NULL, NULL))                           \
     X(node_close_null, NO_CRASH, (gwipc_node_close(NULL), 0))                                                \
@@ -730,6 +737,7 @@ static void *ptr_out;
     X(offer_star_instance, IS(GWIPC_E_INVALID_SERVICE), offer_(F.ln, SVC("gwt.o", "*"), &(gwipc_offer_params)GWIPC_OFFER_PARAMS_INIT)) \
     X(offer_space_instance, IS(GWIPC_E_INVALID_SERVICE), offer_(F.ln, SVC("gwt.o", "a b"), &(gwipc_offer_params)GWIPC_OFFER_PARAMS_INIT)) \
     X(offer_null_id, ONE_OF(GWIPC_E_INVAL, GWIPC_E_INVALID_SERVICE), offer_(F.ln, SVC(NULL, "a"), &(gwipc_offer_params)GWIPC_OFFER_PARAMS_INIT)) \
+    X(offer_garbage_out_ok, IS(GWIPC_OK), offer_(F.ln, SVC("gwt.o", "ok"), &(gwipc_offer_params)GWIPC_OFFER_PARAMS_INIT)) \
     X(offer_close_null, NO_CRASH, (gwipc_offer_close(NULL), 0))                                              \
     X(offer_close_twice, NO_CRASH, (gwipc_offer_close(F.closed_offer), 0))                                   \
     X(offer_close_wrong_kind, NO_CRASH, (gwipc_offer_close((gwipc_offer *)(void *)F.p), 0))                  \
@@ -782,6 +790,7 @@ static void *ptr_out;
     X(require_star_instance, IS(GWIPC_E_INVALID_SERVICE), require_(F.dn, SVC("gwt.r", "*"), PP))           \
     X(require_bad_utf8, IS(GWIPC_E_INVALID_SERVICE), require_(F.dn, SVC("gwt\xc3", "a"), PP))              \
     X(require_id65, IS(GWIPC_E_INVALID_SERVICE), require_(F.dn, SVC(ID65, "a"), PP))                       \
+    X(require_garbage_out_ok, IS(GWIPC_OK), require_(F.dn, SVC("gwt.r", "ok"), PP))                           \
     X(proxy_close_null, NO_CRASH, (gwipc_proxy_close(NULL), 0))                                              \
     X(proxy_close_twice, NO_CRASH, (gwipc_proxy_close(F.closed_proxy), 0))                                   \
     X(proxy_close_wrong_kind, NO_CRASH, (gwipc_proxy_close((gwipc_proxy *)(void *)F.o), 0))                  \
@@ -852,7 +861,7 @@ static void *ptr_out;
     X(find_null_out, IS(GWIPC_E_INVAL), gwipc_node_find(F.dn, "gwt.test", 1, 0, NULL, noop_find, NULL, NULL, NULL)) \
     X(find_bad_id, IS(GWIPC_E_INVALID_SERVICE), find_(F.dn, "a b", NULL, noop_find))                         \
     X(find_closed_node, IS(GWIPC_E_BADHANDLE), find_(F.closed_node, "gwt.test", NULL, noop_find))            \
-    X(find_star_ok, IS(GWIPC_OK), find_(F.dn, "gwt.test", "*", noop_find))                                   \
+    X(find_star_garbage_out_ok, IS(GWIPC_OK), find_(F.dn, "gwt.test", "*", noop_find))                      \
     X(finder_close_null, NO_CRASH, (gwipc_finder_close(NULL), 0))                                            \
     X(finder_close_twice, NO_CRASH, (gwipc_finder_close(F.closed_finder), 0))                                \
     X(finder_close_wrong_kind, NO_CRASH, (gwipc_finder_close((gwipc_finder *)(void *)F.p), 0))               \
@@ -953,7 +962,14 @@ static void test_misuse_table(void)
     while (from < N_ROWS) {
         gwt_child c;
         snprintf(from_s, sizeof from_s, "%zu", from);
+        /* Pitfall 6 (out-params filled with 0xAA, Go writing pointers into C
+         * memory): the child runs with the GC's mark verification and a GC
+         * at every 1% of heap growth. Read at load: set before exec. */
+        setenv("GODEBUG", "gccheckmark=1", 1);
+        setenv("GOGC", "1", 1);
         gwt_spawn(&c, self, "--table", from_s, (char *)NULL);
+        unsetenv("GODEBUG");
+        unsetenv("GOGC");
         GWT_CHECK(gwt_try_expect(&c, NULL, "fixture ok", NULL, 0, 30000000) == 0,
                   "the table's fixture failed (starting at row %zu); see stderr", from);
         long current = -1;

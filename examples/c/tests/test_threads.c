@@ -11,6 +11,7 @@
  */
 #define _GNU_SOURCE
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -600,6 +601,60 @@ static void test_unsubscribe_from_another_thread_stops_callbacks(void)
     gwt_node_close(node);
 }
 
+/* ---- Closing is bounded ------------------------------------------------------------ */
+
+static volatile int bounded_runs, bounded_destroys;
+static void bounded_post(void *ud) { (void)ud, bounded_runs++; }
+static void bounded_destroy(void *ud) { (void)ud, bounded_destroys++; }
+
+/* Pitfall 16: a close that drains forever. 1000 posted functions queued and
+ * a peer that stopped reading (SIGSTOP): close "says goodbye to every peer
+ * (without waiting for slow ones)" and returns at once; the queued
+ * functions do not run ("If the node closes first fn does not run"), each
+ * destroy runs once. gwipc_node_shutdown waits at most its timeout. */
+static void test_close_is_bounded_with_queued_work_and_a_stalled_peer(void)
+{
+    char sock[256];
+    for (int pass = 0; pass < 2; pass++) {
+        bounded_runs = bounded_destroys = 0;
+        gwipc_node *node = gwt_listen(gwt_path(sock, sizeof sock, "l.sock"), "bounded", NULL);
+        gwipc_offer_params op = GWIPC_OFFER_PARAMS_INIT;
+        gwipc_offer *o = NULL;
+        op.events = GWT_EVENTS;
+        gwipc_service_id one = gwt_service("one");
+        GWT_RC(gwipc_node_offer(node, &one, &op, &o, NULL), GWIPC_OK);
+        gwt_child c;
+        gwt_peer_consumer(&c, sock, "stalled");
+        gwt_expect(&c, node, "suback 0 0", NULL, 0, 10 * SEC);
+        gwt_kill(&c, SIGSTOP);
+        for (int i = 0; i < 2000; i++) { /* fills its share; the rest is dropped for it */
+            int rc = gwipc_offer_publish(o, GWT_EV_PLAIN, "stalled?", 8, 0);
+            GWT_CHECK(rc == GWIPC_OK || rc == GWIPC_E_NOSLOT, "publish: %s", gwipc_error_name(rc));
+            if (i % 100 == 0)
+                gwt_dispatch(node, 0);
+        }
+        for (int i = 0; i < 1000; i++)
+            GWT_RC(gwipc_node_post(node, bounded_post, NULL, bounded_destroy), GWIPC_OK);
+        int64_t t0 = gwt_now_us();
+        if (pass == 0) {
+            gwipc_node_close(node);
+        } else {
+            int rc = gwipc_node_shutdown(node, 200000);
+            GWT_CHECK(rc == GWIPC_OK || rc == GWIPC_E_TIMEOUT, "shutdown: %s", gwipc_error_name(rc));
+        }
+        int64_t took = gwt_now_us() - t0;
+        gwt_node_forget(node);
+        print_message("%s with 1000 queued functions and a stopped peer: %lld ms\n",
+                      pass ? "gwipc_node_shutdown(200 ms)" : "gwipc_node_close", (long long)(took / 1000));
+        GWT_CHECK(took < (pass ? 500000 : 100000), "%s took %lld ms", pass ? "shutdown" : "close",
+                  (long long)(took / 1000));
+        assert_int_equal(bounded_runs, 0);
+        assert_int_equal(bounded_destroys, 1000);
+        gwt_kill(&c, SIGCONT);
+        gwt_wait_exit(&c, NULL, 10 * SEC);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -610,6 +665,7 @@ int main(void)
         GWT_TEST(test_proxy_closed_from_its_own_callback),
         GWT_TEST(test_node_closed_from_a_callback),
         GWT_TEST(test_unsubscribe_from_another_thread_stops_callbacks),
+        GWT_TEST(test_close_is_bounded_with_queued_work_and_a_stalled_peer),
     };
     return GWT_RUN(tests);
 }
