@@ -113,7 +113,7 @@ var errCallDone = codeErr(C.GWIPC_E_CALL_DONE, "call already answered")
 
 // useCall runs fn with the received call a gwipc_call names.
 func useCall(call C.capi_ccall, fn func(*received) error) error {
-	if call == nil || call.struct_size < C.sizeof_gwipc_call {
+	if call == nil || call.struct_size != C.sizeof_gwipc_call {
 		return errNull
 	}
 	return useConsumable(&call.private_, kindCall, errCallDone, fn)
@@ -137,18 +137,18 @@ func answer(call C.capi_ccall, data C.capi_cbytes, n C.size_t, fn func(engine.Ca
 	})
 }
 
-//export gwipc_call_reply
-func gwipc_call_reply(call C.capi_ccall, data C.capi_cbytes, n C.size_t) C.int {
+//export capi_call_reply
+func capi_call_reply(call C.capi_ccall, data C.capi_cbytes, n C.size_t) C.int {
 	return answer(call, data, n, engine.Call.Reply)
 }
 
-//export gwipc_call_fail
-func gwipc_call_fail(call C.capi_ccall, appCode C.int32_t, data C.capi_cbytes, n C.size_t) C.int {
+//export capi_call_fail
+func capi_call_fail(call C.capi_ccall, appCode C.int32_t, data C.capi_cbytes, n C.size_t) C.int {
 	return answer(call, data, n, func(c engine.Call, b []byte) error { return c.Fail(int32(appCode), b) })
 }
 
-//export gwipc_call_is_cancelled
-func gwipc_call_is_cancelled(call C.capi_ccall) C.int {
+//export capi_call_is_cancelled
+func capi_call_is_cancelled(call C.capi_ccall) C.int {
 	return run(nil, func() (cancelled int, err error) {
 		err = useCall(call, func(r *received) error {
 			if r.c.Cancelled() {

@@ -1,22 +1,34 @@
 // Command capi is libgwipc.so.1, the C interface of gwipc, built with
-// -buildmode=c-shared (make build). include/gwipc.h is the contract; every
-// cgo preamble includes it, so the compiler checks each exported function
-// against its prototype, and make abi-check checks that every function the
-// header declares is exported.
+// -buildmode=c-shared (make build). include/gwipc.h is the contract.
 //
-// Every exported function starts the same way (see run): the fork guard,
-// then argument checks, and a deferred recover that turns a panic into
-// GWIPC_E_INTERNAL. Handles come from the registry in internal/handles.
+// The exported functions are C, in guard.c, generated from the header by
+// gen-guard.sh: each returns GWIPC_E_FORKED at once in a forked child
+// (fork.c watches for fork), where even entering Go can hang, and else
+// calls its Go implementation here, capi_NAME for gwipc_NAME. guard.c
+// includes the header and the Go prototypes cgo generates, and is compiled
+// with -Werror, so the compiler checks both against each other; make
+// abi-check checks that guard.c is current and that the library exports
+// exactly the functions the header declares.
+//
+// Every Go implementation has the same frame (see run): a deferred recover
+// that turns a panic into GWIPC_E_INTERNAL, argument checks, the work, and
+// the mapping of its error to a code. Handles come from the registry in
+// internal/handles.
 // Pointer parameters are turned into integers at once and userdata is kept
 // as an integer (C.uintptr_t): C may pass any value there, and a small
 // integer held in a Go pointer would crash the runtime's stack copier.
+//
+// Structs passed in with a struct_size (parameters, limits, rules, and the
+// library's own per-message structs) must carry this version's size: a
+// larger one comes from a newer header whose fields this library cannot
+// read. A gwipc_error is written only as far as its struct_size reaches.
 //
 // The library never exits the process, installs no signal handler and
 // writes nothing to stderr.
 package main
 
 /*
-#cgo CFLAGS: -I${SRCDIR}/../include -Wall
+#cgo CFLAGS: -I${SRCDIR}/../include -Wall -Werror
 #include "capi.h"
 */
 import "C"
@@ -61,25 +73,11 @@ func mustRegistry() *handles.Registry {
 	return r
 }
 
-// forked reports whether this is a child forked after the library was
-// loaded. It reads a C variable directly: no call into C, no scheduler.
-func forked() bool { return C.capi_forked_flag != 0 }
-
-// run is the frame of every exported function that returns a code: the
-// fork guard, the check of err's struct_size, a recover that turns a panic
-// into GWIPC_E_INTERNAL, and the mapping of body's error to a code (also
-// written to *errp when errp is not NULL). body returns a count (>= 0) or
-// an error.
+// run is the frame of every exported function that returns a code: a
+// recover that turns a panic into GWIPC_E_INTERNAL, and the mapping of body's error to a code (also written to *errp, as far as its
+// struct_size reaches, when errp is not NULL). body returns a count (>= 0)
+// or an error.
 func run(errp *C.gwipc_error, body func() (int, error)) (rc C.int) {
-	if forked() {
-		if errp != nil {
-			errp.code = C.GWIPC_E_FORKED
-		}
-		return C.GWIPC_E_FORKED
-	}
-	if errp != nil && errp.struct_size < C.sizeof_gwipc_error {
-		return C.GWIPC_E_INVAL
-	}
 	var err error
 	var n int
 	defer func() {
@@ -104,12 +102,9 @@ func check(errp *C.gwipc_error, body func() error) C.int {
 	return run(errp, func() (int, error) { return 0, body() })
 }
 
-// runVoid is the frame of exported functions returning void: nothing in a
-// forked child, and panics are swallowed (there is no way to report them).
+// runVoid is the frame of exported functions returning void: panics are
+// swallowed (there is no way to report them).
 func runVoid(body func()) {
-	if forked() {
-		return
-	}
 	defer func() { _ = recover() }()
 	body()
 }

@@ -33,9 +33,13 @@ typedef const gwipc_reply *capi_creply;
 /* Set by fork.c in a forked child. */
 extern int capi_forked_flag;
 
-/* Fills *e (errors.c); the message is copied, truncated to fit. */
+/* Fills *e as far as e->struct_size reaches (errors.c); the message is
+ * copied, truncated to fit. */
 void capi_set_error(gwipc_error *e, int code, int32_t app_code, uint16_t status, int32_t sys_errno,
 		    const char *msg, size_t len);
+
+/* Fills *e (NULL ok) with GWIPC_E_FORKED (errors.c; no Go involved). */
+void capi_forked_error(gwipc_error *e);
 
 /* An error as plain values, for callbacks that receive a gwipc_error. */
 typedef struct capi_err {

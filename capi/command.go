@@ -15,8 +15,8 @@ import (
 // errCommandFailed is a command callback's non-zero return.
 var errCommandFailed = errors.New("the command callback failed")
 
-//export gwipc_node_handle_command
-func gwipc_node_handle_command(h *C.gwipc_node, name C.capi_cstr, cb C.gwipc_command_cb, userdata unsafe.Pointer,
+//export capi_node_handle_command
+func capi_node_handle_command(h *C.gwipc_node, name C.capi_cstr, cb C.gwipc_command_cb, userdata unsafe.Pointer,
 	destroy C.gwipc_destroy_cb) C.int {
 	ud := C.uintptr_t(uintptr(userdata))
 	return check(nil, func() error {
@@ -61,8 +61,8 @@ func runCommand(r *reg, cb C.gwipc_command_cb, req []byte, w io.Writer) error {
 	return nil
 }
 
-//export gwipc_writer_write
-func gwipc_writer_write(h *C.gwipc_writer, data C.capi_cbytes, n C.size_t) C.int {
+//export capi_writer_write
+func capi_writer_write(h *C.gwipc_writer, data C.capi_cbytes, n C.size_t) C.int {
 	return check(nil, func() error {
 		b, err := bytesOf(data, n)
 		if err != nil {

@@ -26,8 +26,8 @@ type config struct {
 	peer    *shared[peerFns]
 	auth    *shared[authFns]
 	log     *shared[logFns]
-	logFile *os.File // a duplicate of the log fd, nil for none
-	logFd   slog.Level
+	logFd   int // a duplicate of the log fd, -1 for none
+	logLv   slog.Level
 }
 
 // nodeResources is what a node takes from its config: a copy of the engine
@@ -52,12 +52,14 @@ func (c *config) resources() nodeResources {
 	ec.ListenerUIDs = slices.Clone(ec.ListenerUIDs)
 	ec.Pools = slices.Clone(ec.Pools)
 	ec.Policy = slices.Clone(ec.Policy)
-	r := nodeResources{ec: ec, peer: c.peer.retain(), auth: c.auth.retain(), logFileLv: c.logFd}
+	r := nodeResources{ec: ec, peer: c.peer.retain(), auth: c.auth.retain(), logFileLv: c.logLv}
 	if c.log != nil && c.log.fns.cb != nil {
 		r.logs = newLogQueue(c.log.retain())
 	}
-	if c.logFile != nil {
-		r.logFile, _ = dupFile(int(c.logFile.Fd())) // without it the node logs nowhere
+	if c.logFd >= 0 {
+		if fd, err := dup(c.logFd); err == nil { // else the node logs nowhere
+			r.logFile = os.NewFile(uintptr(fd), "gwipc-log")
+		}
 	}
 	return r
 }
@@ -82,24 +84,19 @@ func (c *config) free() {
 	c.auth.release()
 	c.log.release()
 	c.peer, c.auth, c.log = nil, nil, nil
-	c.setLogFile(nil)
+	c.setLogFd(-1)
 }
 
-func (c *config) setLogFile(f *os.File) {
-	if c.logFile != nil {
-		c.logFile.Close()
+// setLogFd replaces the config's duplicate of the log fd.
+func (c *config) setLogFd(fd int) {
+	if c.logFd >= 0 {
+		unix.Close(c.logFd)
 	}
-	c.logFile = f
+	c.logFd = fd
 }
 
-// dupFile duplicates fd (close-on-exec).
-func dupFile(fd int) (*os.File, error) {
-	d, err := unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 0)
-	if err != nil {
-		return nil, err
-	}
-	return os.NewFile(uintptr(d), "gwipc-log"), nil
-}
+// dup duplicates fd (close-on-exec).
+func dup(fd int) (int, error) { return unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 0) }
 
 // errRange is a setter's argument out of range.
 var errRange = codeErr(C.GWIPC_E_INVAL, "argument out of range")
@@ -115,8 +112,8 @@ func setConfig(h *C.gwipc_config, fn func(*config) error) C.int {
 	})
 }
 
-//export gwipc_config_new
-func gwipc_config_new(out **C.gwipc_config) C.int {
+//export capi_config_new
+func capi_config_new(out **C.gwipc_config) C.int {
 	if out != nil {
 		*out = nil
 	}
@@ -124,7 +121,7 @@ func gwipc_config_new(out **C.gwipc_config) C.int {
 		if out == nil {
 			return errNull
 		}
-		serial, err := addHandle(kindConfig, &config{})
+		serial, err := addHandle(kindConfig, &config{logFd: -1})
 		if err != nil {
 			return err
 		}
@@ -133,8 +130,8 @@ func gwipc_config_new(out **C.gwipc_config) C.int {
 	})
 }
 
-//export gwipc_config_free
-func gwipc_config_free(h *C.gwipc_config) {
+//export capi_config_free
+func capi_config_free(h *C.gwipc_config) {
 	serial := handleSerial(unsafe.Pointer(h))
 	runVoid(func() {
 		// The references go once no setter or node creation uses it.
@@ -142,8 +139,8 @@ func gwipc_config_free(h *C.gwipc_config) {
 	})
 }
 
-//export gwipc_config_set_name
-func gwipc_config_set_name(h *C.gwipc_config, name C.capi_cstr) C.int {
+//export capi_config_set_name
+func capi_config_set_name(h *C.gwipc_config, name C.capi_cstr) C.int {
 	return setConfig(h, func(c *config) error {
 		s, err := goString(name, "name")
 		if err != nil {
@@ -157,8 +154,8 @@ func gwipc_config_set_name(h *C.gwipc_config, name C.capi_cstr) C.int {
 	})
 }
 
-//export gwipc_config_set_socket_mode
-func gwipc_config_set_socket_mode(h *C.gwipc_config, mode C.uint32_t) C.int {
+//export capi_config_set_socket_mode
+func capi_config_set_socket_mode(h *C.gwipc_config, mode C.uint32_t) C.int {
 	return setConfig(h, func(c *config) error {
 		m, err := fileMode(mode)
 		if err != nil {
@@ -177,8 +174,8 @@ func fileMode(mode C.uint32_t) (os.FileMode, error) {
 	return os.FileMode(mode), nil
 }
 
-//export gwipc_config_set_max_packet
-func gwipc_config_set_max_packet(h *C.gwipc_config, bytes C.uint32_t) C.int {
+//export capi_config_set_max_packet
+func capi_config_set_max_packet(h *C.gwipc_config, bytes C.uint32_t) C.int {
 	return setConfig(h, func(c *config) error {
 		if bytes < 4096 || bytes > 65536 {
 			return errRange
@@ -188,8 +185,8 @@ func gwipc_config_set_max_packet(h *C.gwipc_config, bytes C.uint32_t) C.int {
 	})
 }
 
-//export gwipc_config_set_handshake_timeout
-func gwipc_config_set_handshake_timeout(h *C.gwipc_config, usec C.int64_t) C.int {
+//export capi_config_set_handshake_timeout
+func capi_config_set_handshake_timeout(h *C.gwipc_config, usec C.int64_t) C.int {
 	return setConfig(h, func(c *config) error {
 		d, err := duration(usec)
 		if err != nil {
@@ -200,8 +197,8 @@ func gwipc_config_set_handshake_timeout(h *C.gwipc_config, usec C.int64_t) C.int
 	})
 }
 
-//export gwipc_config_set_reconnect
-func gwipc_config_set_reconnect(h *C.gwipc_config, minUsec, maxUsec C.int64_t) C.int {
+//export capi_config_set_reconnect
+func capi_config_set_reconnect(h *C.gwipc_config, minUsec, maxUsec C.int64_t) C.int {
 	return setConfig(h, func(c *config) error {
 		lo, err := duration(minUsec)
 		if err != nil {
@@ -219,8 +216,8 @@ func gwipc_config_set_reconnect(h *C.gwipc_config, minUsec, maxUsec C.int64_t) C
 	})
 }
 
-//export gwipc_config_set_max_output
-func gwipc_config_set_max_output(h *C.gwipc_config, bytes C.uint64_t) C.int {
+//export capi_config_set_max_output
+func capi_config_set_max_output(h *C.gwipc_config, bytes C.uint64_t) C.int {
 	return setConfig(h, func(c *config) error {
 		if uint64(bytes) > math.MaxInt {
 			return errRange
@@ -230,8 +227,8 @@ func gwipc_config_set_max_output(h *C.gwipc_config, bytes C.uint64_t) C.int {
 	})
 }
 
-//export gwipc_config_set_max_peers
-func gwipc_config_set_max_peers(h *C.gwipc_config, peers, handshakes C.uint32_t) C.int {
+//export capi_config_set_max_peers
+func capi_config_set_max_peers(h *C.gwipc_config, peers, handshakes C.uint32_t) C.int {
 	return setConfig(h, func(c *config) error {
 		if peers > math.MaxInt32 || handshakes > math.MaxInt32 {
 			return errRange
@@ -241,10 +238,10 @@ func gwipc_config_set_max_peers(h *C.gwipc_config, peers, handshakes C.uint32_t)
 	})
 }
 
-//export gwipc_config_set_limits
-func gwipc_config_set_limits(h *C.gwipc_config, limits C.capi_climits) C.int {
+//export capi_config_set_limits
+func capi_config_set_limits(h *C.gwipc_config, limits C.capi_climits) C.int {
 	return setConfig(h, func(c *config) error {
-		if limits == nil || limits.struct_size < C.sizeof_gwipc_limits {
+		if limits == nil || limits.struct_size != C.sizeof_gwipc_limits {
 			return errNull
 		}
 		if limits.pool_bytes > math.MaxInt64 || limits.mapped_bytes > math.MaxInt64 {
@@ -263,8 +260,8 @@ func gwipc_config_set_limits(h *C.gwipc_config, limits C.capi_climits) C.int {
 	})
 }
 
-//export gwipc_config_add_pool
-func gwipc_config_add_pool(h *C.gwipc_config, service, instance C.capi_cstr, kind C.int, g C.gwipc_geometry) C.int {
+//export capi_config_add_pool
+func capi_config_add_pool(h *C.gwipc_config, service, instance C.capi_cstr, kind C.int, g C.gwipc_geometry) C.int {
 	return setConfig(h, func(c *config) error {
 		id, err := goString(service, "service")
 		if err != nil {
@@ -288,34 +285,34 @@ func geometry(g C.gwipc_geometry) shm.Geometry {
 	return shm.Geometry{SlotSize: uint32(g.slot_size), SlotCount: uint32(g.slot_count)}
 }
 
-//export gwipc_config_allow_uid
-func gwipc_config_allow_uid(h *C.gwipc_config, uid C.uint32_t) C.int {
+//export capi_config_allow_uid
+func capi_config_allow_uid(h *C.gwipc_config, uid C.uint32_t) C.int {
 	return setConfig(h, func(c *config) error {
 		c.ec.AllowUIDs = append(c.ec.AllowUIDs, uint32(uid))
 		return nil
 	})
 }
 
-//export gwipc_config_allow_gid
-func gwipc_config_allow_gid(h *C.gwipc_config, gid C.uint32_t) C.int {
+//export capi_config_allow_gid
+func capi_config_allow_gid(h *C.gwipc_config, gid C.uint32_t) C.int {
 	return setConfig(h, func(c *config) error {
 		c.ec.AllowGIDs = append(c.ec.AllowGIDs, uint32(gid))
 		return nil
 	})
 }
 
-//export gwipc_config_require_listener_uid
-func gwipc_config_require_listener_uid(h *C.gwipc_config, uid C.uint32_t) C.int {
+//export capi_config_require_listener_uid
+func capi_config_require_listener_uid(h *C.gwipc_config, uid C.uint32_t) C.int {
 	return setConfig(h, func(c *config) error {
 		c.ec.ListenerUIDs = append(c.ec.ListenerUIDs, uint32(uid))
 		return nil
 	})
 }
 
-//export gwipc_config_add_rule
-func gwipc_config_add_rule(h *C.gwipc_config, rule C.capi_crule) C.int {
+//export capi_config_add_rule
+func capi_config_add_rule(h *C.gwipc_config, rule C.capi_crule) C.int {
 	return setConfig(h, func(c *config) error {
-		if rule == nil || rule.struct_size < C.sizeof_gwipc_rule {
+		if rule == nil || rule.struct_size != C.sizeof_gwipc_rule {
 			return errNull
 		}
 		if rule.actions&^C.GWIPC_ACTION_ALL != 0 {
@@ -346,8 +343,8 @@ func ids(p *C.uint32_t, n C.size_t) ([]uint32, error) {
 	return slices.Clone(unsafe.Slice((*uint32)(unsafe.Pointer(p)), int(n))), nil
 }
 
-//export gwipc_config_set_peer_callbacks
-func gwipc_config_set_peer_callbacks(h *C.gwipc_config, connected C.gwipc_peer_cb, gone C.gwipc_peer_gone_cb,
+//export capi_config_set_peer_callbacks
+func capi_config_set_peer_callbacks(h *C.gwipc_config, connected C.gwipc_peer_cb, gone C.gwipc_peer_gone_cb,
 	userdata unsafe.Pointer, destroy C.gwipc_destroy_cb) C.int {
 	ud := C.uintptr_t(uintptr(userdata))
 	return setConfig(h, func(c *config) error {
@@ -357,8 +354,8 @@ func gwipc_config_set_peer_callbacks(h *C.gwipc_config, connected C.gwipc_peer_c
 	})
 }
 
-//export gwipc_config_set_authorize
-func gwipc_config_set_authorize(h *C.gwipc_config, cb C.gwipc_authorize_cb, userdata unsafe.Pointer,
+//export capi_config_set_authorize
+func capi_config_set_authorize(h *C.gwipc_config, cb C.gwipc_authorize_cb, userdata unsafe.Pointer,
 	destroy C.gwipc_destroy_cb) C.int {
 	ud := C.uintptr_t(uintptr(userdata))
 	return setConfig(h, func(c *config) error {
@@ -376,8 +373,8 @@ func levelOf(level C.int) (slog.Level, error) {
 	return slog.Level(level), nil
 }
 
-//export gwipc_config_set_log_callback
-func gwipc_config_set_log_callback(h *C.gwipc_config, minLevel C.int, cb C.gwipc_log_cb, userdata unsafe.Pointer,
+//export capi_config_set_log_callback
+func capi_config_set_log_callback(h *C.gwipc_config, minLevel C.int, cb C.gwipc_log_cb, userdata unsafe.Pointer,
 	destroy C.gwipc_destroy_cb) C.int {
 	ud := C.uintptr_t(uintptr(userdata))
 	return setConfig(h, func(c *config) error {
@@ -391,32 +388,32 @@ func gwipc_config_set_log_callback(h *C.gwipc_config, minLevel C.int, cb C.gwipc
 	})
 }
 
-//export gwipc_config_set_log_fd
-func gwipc_config_set_log_fd(h *C.gwipc_config, fd C.int, minLevel C.int) C.int {
+//export capi_config_set_log_fd
+func capi_config_set_log_fd(h *C.gwipc_config, fd C.int, minLevel C.int) C.int {
 	return setConfig(h, func(c *config) error {
 		lv, err := levelOf(minLevel)
 		if err != nil {
 			return err
 		}
 		if fd == -1 {
-			c.setLogFile(nil)
+			c.setLogFd(-1)
 			return nil
 		}
 		if fd < 0 {
 			return errRange
 		}
-		f, err := dupFile(int(fd))
+		d, err := dup(int(fd))
 		if err != nil {
 			return codeErr(C.GWIPC_E_INVAL, "log fd: "+err.Error())
 		}
-		c.setLogFile(f)
-		c.logFd = lv
+		c.setLogFd(d)
+		c.logLv = lv
 		return nil
 	})
 }
 
-//export gwipc_config_set_status_path
-func gwipc_config_set_status_path(h *C.gwipc_config, path C.capi_cstr, mode C.uint32_t) C.int {
+//export capi_config_set_status_path
+func capi_config_set_status_path(h *C.gwipc_config, path C.capi_cstr, mode C.uint32_t) C.int {
 	return setConfig(h, func(c *config) error {
 		m, err := fileMode(mode)
 		if err != nil {

@@ -1,5 +1,6 @@
 /* The C-only part of the API: error texts and names, generated from the
  * header's GWIPC_ERRORS list, versions, and gwipc_free. */
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -29,17 +30,32 @@ void gwipc_free(void *p) { free(p); }
 
 void capi_set_error(gwipc_error *e, int code, int32_t app_code, uint16_t status, int32_t sys_errno,
 		    const char *msg, size_t len) {
-	e->code = code;
-	e->app_code = app_code;
-	e->status = status;
-	e->reserved_ = 0;
-	e->sys_errno = sys_errno;
-	if (len >= sizeof e->message) {
-		len = sizeof e->message - 1;
-		while (len > 0 && ((unsigned char)msg[len] & 0xC0) == 0x80)
-			len--; /* never cut a UTF-8 sequence */
+	/* Only the part struct_size covers is written: an older, smaller
+	 * gwipc_error keeps its size, and nothing past it is touched. */
+	size_t n = e->struct_size < sizeof *e ? e->struct_size : sizeof *e;
+	size_t off = offsetof(gwipc_error, message);
+	size_t cap = n > off ? n - off : 0;
+	gwipc_error v;
+	memset(&v, 0, sizeof v);
+	v.code = code;
+	v.app_code = app_code;
+	v.status = status;
+	v.sys_errno = sys_errno;
+	if (cap > 0) {
+		if (len >= cap) {
+			len = cap - 1;
+			while (len > 0 && ((unsigned char)msg[len] & 0xC0) == 0x80)
+				len--; /* never cut a UTF-8 sequence */
+		}
+		if (len > 0)
+			memcpy(v.message, msg, len);
 	}
-	if (len > 0)
-		memcpy(e->message, msg, len);
-	e->message[len] = 0;
+	if (n > sizeof v.struct_size)
+		memcpy((char *)e + sizeof v.struct_size, (char *)&v + sizeof v.struct_size, n - sizeof v.struct_size);
+}
+
+void capi_forked_error(gwipc_error *e) {
+	static const char msg[] = "called in a forked child";
+	if (e)
+		capi_set_error(e, GWIPC_E_FORKED, 0, 0, 0, msg, sizeof msg - 1);
 }

@@ -41,8 +41,8 @@ func (f *finder) found(ev engine.FindEvent) {
 		C.uint16_t(ev.Service.Minor), instance, C.gwipc_peer_id(ev.Peer.ID()), cBool(ev.Available))
 }
 
-//export gwipc_node_find
-func gwipc_node_find(h *C.gwipc_node, id C.capi_cstr, major, minMinor C.uint16_t, instance C.capi_cstr,
+//export capi_node_find
+func capi_node_find(h *C.gwipc_node, id C.capi_cstr, major, minMinor C.uint16_t, instance C.capi_cstr,
 	cb C.gwipc_find_cb, userdata unsafe.Pointer, destroy C.gwipc_destroy_cb, out **C.gwipc_finder) C.int {
 	ud := C.uintptr_t(uintptr(userdata))
 	if out != nil {
@@ -79,5 +79,5 @@ func gwipc_node_find(h *C.gwipc_node, id C.capi_cstr, major, minMinor C.uint16_t
 	})
 }
 
-//export gwipc_finder_close
-func gwipc_finder_close(h *C.gwipc_finder) { closeChild(unsafe.Pointer(h), kindFinder) }
+//export capi_finder_close
+func capi_finder_close(h *C.gwipc_finder) { closeChild(unsafe.Pointer(h), kindFinder) }

@@ -1,6 +1,6 @@
-/* The fork guard: a child forked from a process that loaded the library has
- * one thread and a broken Go runtime, so every call there must return
- * GWIPC_E_FORKED before touching the runtime. */
+/* Fork detection: a child forked from a process that loaded the library
+ * has one thread and a broken Go runtime, so every call there must return
+ * GWIPC_E_FORKED before touching the runtime (guard.c). */
 #include <pthread.h>
 
 #include "capi.h"

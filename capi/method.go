@@ -36,8 +36,8 @@ func ownReply(r engine.Reply, out *C.gwipc_reply) error {
 	return nil
 }
 
-//export gwipc_proxy_call
-func gwipc_proxy_call(h *C.gwipc_proxy, method C.uint16_t, request C.capi_cbytes, n C.size_t,
+//export capi_proxy_call
+func capi_proxy_call(h *C.gwipc_proxy, method C.uint16_t, request C.capi_cbytes, n C.size_t,
 	timeoutUsec C.int64_t, reply *C.gwipc_reply, errp *C.gwipc_error) C.int {
 	if reply != nil {
 		*reply = C.gwipc_reply{}
@@ -68,8 +68,8 @@ func gwipc_proxy_call(h *C.gwipc_proxy, method C.uint16_t, request C.capi_cbytes
 	})
 }
 
-//export gwipc_proxy_call_async
-func gwipc_proxy_call_async(h *C.gwipc_proxy, method C.uint16_t, request C.capi_cbytes, n C.size_t,
+//export capi_proxy_call_async
+func capi_proxy_call_async(h *C.gwipc_proxy, method C.uint16_t, request C.capi_cbytes, n C.size_t,
 	timeoutUsec C.int64_t, cb C.gwipc_reply_cb, userdata unsafe.Pointer, destroy C.gwipc_destroy_cb,
 	id *C.gwipc_call_id) C.int {
 	ud := C.uintptr_t(uintptr(userdata))
@@ -145,8 +145,8 @@ func (p *proxy) complete(ac *asyncCall, r engine.Reply, err error) {
 		C.uint64_t(st.serial), C.uint64_t(n), e, msg, mlen)
 }
 
-//export gwipc_proxy_send
-func gwipc_proxy_send(h *C.gwipc_proxy, method C.uint16_t, request C.capi_cbytes, n C.size_t) C.int {
+//export capi_proxy_send
+func capi_proxy_send(h *C.gwipc_proxy, method C.uint16_t, request C.capi_cbytes, n C.size_t) C.int {
 	return check(nil, func() error {
 		req, err := bytesOf(request, n)
 		if err != nil {
@@ -156,8 +156,8 @@ func gwipc_proxy_send(h *C.gwipc_proxy, method C.uint16_t, request C.capi_cbytes
 	})
 }
 
-//export gwipc_proxy_cancel
-func gwipc_proxy_cancel(h *C.gwipc_proxy, id C.gwipc_call_id) C.int {
+//export capi_proxy_cancel
+func capi_proxy_cancel(h *C.gwipc_proxy, id C.gwipc_call_id) C.int {
 	return check(nil, func() error {
 		return proxyFn(h, func(p *proxy) error {
 			p.mu.Lock()
@@ -171,10 +171,10 @@ func gwipc_proxy_cancel(h *C.gwipc_proxy, id C.gwipc_call_id) C.int {
 	})
 }
 
-//export gwipc_reply_keep
-func gwipc_reply_keep(reply C.capi_creply, kept *C.gwipc_reply) C.int {
+//export capi_reply_keep
+func capi_reply_keep(reply C.capi_creply, kept *C.gwipc_reply) C.int {
 	return check(nil, func() error {
-		if reply == nil || kept == nil || reply.struct_size < C.sizeof_gwipc_reply {
+		if reply == nil || kept == nil || reply.struct_size != C.sizeof_gwipc_reply {
 			return errNull
 		}
 		serial, err := keepDelivery(&reply.private_, func(st *node) *current[engine.Reply] { return &st.reply },
@@ -188,8 +188,8 @@ func gwipc_reply_keep(reply C.capi_creply, kept *C.gwipc_reply) C.int {
 	})
 }
 
-//export gwipc_reply_release
-func gwipc_reply_release(reply *C.gwipc_reply) {
+//export capi_reply_release
+func capi_reply_release(reply *C.gwipc_reply) {
 	runVoid(func() {
 		if reply == nil {
 			return

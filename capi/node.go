@@ -317,18 +317,18 @@ func openNode(path C.capi_cstr, cfg C.capi_cconfig, out **C.gwipc_node, errp *C.
 	})
 }
 
-//export gwipc_node_listen
-func gwipc_node_listen(path C.capi_cstr, cfg C.capi_cconfig, out **C.gwipc_node, errp *C.gwipc_error) C.int {
+//export capi_node_listen
+func capi_node_listen(path C.capi_cstr, cfg C.capi_cconfig, out **C.gwipc_node, errp *C.gwipc_error) C.int {
 	return openNode(path, cfg, out, errp, engine.Listen)
 }
 
-//export gwipc_node_dial
-func gwipc_node_dial(path C.capi_cstr, cfg C.capi_cconfig, out **C.gwipc_node, errp *C.gwipc_error) C.int {
+//export capi_node_dial
+func capi_node_dial(path C.capi_cstr, cfg C.capi_cconfig, out **C.gwipc_node, errp *C.gwipc_error) C.int {
 	return openNode(path, cfg, out, errp, engine.Dial)
 }
 
-//export gwipc_node_close
-func gwipc_node_close(h *C.gwipc_node) {
+//export capi_node_close
+func capi_node_close(h *C.gwipc_node) {
 	serial := handleSerial(unsafe.Pointer(h))
 	runVoid(func() {
 		if obj, ok := registry.Close(serial, kindNode, nil); ok {
@@ -338,8 +338,8 @@ func gwipc_node_close(h *C.gwipc_node) {
 	})
 }
 
-//export gwipc_node_shutdown
-func gwipc_node_shutdown(h *C.gwipc_node, timeoutUsec C.int64_t) C.int {
+//export capi_node_shutdown
+func capi_node_shutdown(h *C.gwipc_node, timeoutUsec C.int64_t) C.int {
 	serial := handleSerial(unsafe.Pointer(h))
 	return check(nil, func() error {
 		if h == nil {
@@ -368,8 +368,8 @@ func gwipc_node_shutdown(h *C.gwipc_node, timeoutUsec C.int64_t) C.int {
 	})
 }
 
-//export gwipc_node_fd
-func gwipc_node_fd(h *C.gwipc_node) C.int {
+//export capi_node_fd
+func capi_node_fd(h *C.gwipc_node) C.int {
 	return run(nil, func() (fd int, err error) {
 		err = nodeFn(h, func(st *node) error {
 			fd = st.n.Fd()
@@ -383,8 +383,8 @@ func gwipc_node_fd(h *C.gwipc_node) C.int {
 // GWIPC_DISPATCH_MORE.
 const maxRan = C.GWIPC_DISPATCH_MORE - 1
 
-//export gwipc_node_dispatch
-func gwipc_node_dispatch(h *C.gwipc_node, timeoutUsec C.int64_t) C.int {
+//export capi_node_dispatch
+func capi_node_dispatch(h *C.gwipc_node, timeoutUsec C.int64_t) C.int {
 	return run(nil, func() (int, error) {
 		t, err := timeoutOf(timeoutUsec)
 		if err != nil {
@@ -413,8 +413,8 @@ func gwipc_node_dispatch(h *C.gwipc_node, timeoutUsec C.int64_t) C.int {
 	})
 }
 
-//export gwipc_node_wait
-func gwipc_node_wait(h *C.gwipc_node, timeoutUsec C.int64_t) C.int {
+//export capi_node_wait
+func capi_node_wait(h *C.gwipc_node, timeoutUsec C.int64_t) C.int {
 	return run(nil, func() (ready int, err error) {
 		t, err := timeoutOf(timeoutUsec)
 		if err != nil {
@@ -453,8 +453,8 @@ func pollReadable(fd int, t timeout) (int, error) {
 	}
 }
 
-//export gwipc_node_post
-func gwipc_node_post(h *C.gwipc_node, fn C.gwipc_post_cb, userdata unsafe.Pointer, destroy C.gwipc_destroy_cb) C.int {
+//export capi_node_post
+func capi_node_post(h *C.gwipc_node, fn C.gwipc_post_cb, userdata unsafe.Pointer, destroy C.gwipc_destroy_cb) C.int {
 	ud := C.uintptr_t(uintptr(userdata))
 	return check(nil, func() error {
 		if fn == nil {
@@ -479,8 +479,8 @@ func gwipc_node_post(h *C.gwipc_node, fn C.gwipc_post_cb, userdata unsafe.Pointe
 	})
 }
 
-//export gwipc_node_run
-func gwipc_node_run(h *C.gwipc_node) C.int {
+//export capi_node_run
+func capi_node_run(h *C.gwipc_node) C.int {
 	return check(nil, func() error {
 		return nodeFn(h, func(st *node) error {
 			if err := st.takeLoop(); err != nil {
@@ -493,8 +493,8 @@ func gwipc_node_run(h *C.gwipc_node) C.int {
 	})
 }
 
-//export gwipc_node_run_thread
-func gwipc_node_run_thread(h *C.gwipc_node) C.int {
+//export capi_node_run_thread
+func capi_node_run_thread(h *C.gwipc_node) C.int {
 	return check(nil, func() error {
 		return nodeFn(h, func(st *node) error {
 			if err := st.takeLoop(); err != nil {
@@ -514,8 +514,8 @@ func gwipc_node_run_thread(h *C.gwipc_node) C.int {
 	})
 }
 
-//export gwipc_node_stop
-func gwipc_node_stop(h *C.gwipc_node) C.int {
+//export capi_node_stop
+func capi_node_stop(h *C.gwipc_node) C.int {
 	return check(nil, func() error {
 		return nodeFn(h, func(st *node) error {
 			st.mu.Lock()
@@ -533,8 +533,8 @@ func gwipc_node_stop(h *C.gwipc_node) C.int {
 	})
 }
 
-//export gwipc_node_status_json
-func gwipc_node_status_json(h *C.gwipc_node, out **C.char, n *C.size_t) C.int {
+//export capi_node_status_json
+func capi_node_status_json(h *C.gwipc_node, out **C.char, n *C.size_t) C.int {
 	if out != nil {
 		*out = nil
 	}

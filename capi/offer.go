@@ -32,7 +32,7 @@ func (of *offer) handle() *C.gwipc_offer { return (*C.gwipc_offer)(registry.Poin
 // offerConfig converts gwipc_offer_params; the callbacks are set for the
 // ones C gave.
 func (of *offer) offerConfig(p C.capi_coffer_params) (engine.OfferConfig, error) {
-	if p == nil || p.struct_size < C.sizeof_gwipc_offer_params {
+	if p == nil || p.struct_size != C.sizeof_gwipc_offer_params {
 		return engine.OfferConfig{}, errNull
 	}
 	if p.n_fields > 0 && (p.fields == nil || p.n_fields > C.size_t(p.events)) {
@@ -92,8 +92,8 @@ func cBool(b bool) C.int {
 	return 0
 }
 
-//export gwipc_node_offer
-func gwipc_node_offer(h *C.gwipc_node, svc C.capi_csvc, params C.capi_coffer_params, out **C.gwipc_offer,
+//export capi_node_offer
+func capi_node_offer(h *C.gwipc_node, svc C.capi_csvc, params C.capi_coffer_params, out **C.gwipc_offer,
 	errp *C.gwipc_error) C.int {
 	if out != nil {
 		*out = nil
@@ -145,11 +145,11 @@ func (of *offer) close() {
 	of.st.end(&of.owner)
 }
 
-//export gwipc_offer_close
-func gwipc_offer_close(h *C.gwipc_offer) { closeChild(unsafe.Pointer(h), kindOffer) }
+//export capi_offer_close
+func capi_offer_close(h *C.gwipc_offer) { closeChild(unsafe.Pointer(h), kindOffer) }
 
-//export gwipc_offer_publish
-func gwipc_offer_publish(h *C.gwipc_offer, event C.uint16_t, data C.capi_cbytes, n C.size_t, waitUsec C.int64_t) C.int {
+//export capi_offer_publish
+func capi_offer_publish(h *C.gwipc_offer, event C.uint16_t, data C.capi_cbytes, n C.size_t, waitUsec C.int64_t) C.int {
 	return check(nil, func() error {
 		b, err := bytesOf(data, n)
 		if err != nil {
@@ -170,8 +170,8 @@ func gwipc_offer_publish(h *C.gwipc_offer, event C.uint16_t, data C.capi_cbytes,
 	})
 }
 
-//export gwipc_offer_loan
-func gwipc_offer_loan(h *C.gwipc_offer, event C.uint16_t, waitUsec C.int64_t, loan *C.gwipc_loan) C.int {
+//export capi_offer_loan
+func capi_offer_loan(h *C.gwipc_offer, event C.uint16_t, waitUsec C.int64_t, loan *C.gwipc_loan) C.int {
 	if loan != nil {
 		*loan = C.gwipc_loan{}
 	}
@@ -230,8 +230,8 @@ func endLoan(loan *C.gwipc_loan, fn func(engine.Loan) error, keep func(error) bo
 	})
 }
 
-//export gwipc_loan_publish
-func gwipc_loan_publish(loan *C.gwipc_loan, n C.size_t) C.int {
+//export capi_loan_publish
+func capi_loan_publish(loan *C.gwipc_loan, n C.size_t) C.int {
 	return endLoan(loan, func(l engine.Loan) error {
 		if n > 1<<31-1 {
 			return engine.ErrTooLarge
@@ -240,7 +240,7 @@ func gwipc_loan_publish(loan *C.gwipc_loan, n C.size_t) C.int {
 	}, func(err error) bool { return errors.Is(err, engine.ErrTooLarge) })
 }
 
-//export gwipc_loan_discard
-func gwipc_loan_discard(loan *C.gwipc_loan) C.int {
+//export capi_loan_discard
+func capi_loan_discard(loan *C.gwipc_loan) C.int {
 	return endLoan(loan, engine.Loan.Discard, func(error) bool { return false })
 }

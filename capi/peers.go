@@ -91,6 +91,9 @@ func (st *node) peerGone(p *engine.Peer, why error) {
 	var n C.size_t
 	if why != nil {
 		e, msg, n = cErr(why)
+		if e.code == C.GWIPC_E_INTERNAL {
+			e.code = C.GWIPC_E_PEER_LOST // a protocol error: no code of its own
+		}
 	}
 	C.capi_peer_gone(f.fns.gone, f.ud, st.handle(), C.gwipc_peer_id(p.ID()), C.int32_t(p.PID()),
 		C.uint32_t(p.UID()), C.uint32_t(p.GID()), rec.name, e, msg, n)
@@ -132,14 +135,14 @@ func withPeer(h *C.gwipc_node, id C.gwipc_peer_id, fn func(*peerRec)) error {
 	})
 }
 
-//export gwipc_node_set_peer_userdata
-func gwipc_node_set_peer_userdata(h *C.gwipc_node, id C.gwipc_peer_id, userdata unsafe.Pointer) C.int {
+//export capi_node_set_peer_userdata
+func capi_node_set_peer_userdata(h *C.gwipc_node, id C.gwipc_peer_id, userdata unsafe.Pointer) C.int {
 	ud := C.uintptr_t(uintptr(userdata))
 	return check(nil, func() error { return withPeer(h, id, func(p *peerRec) { p.ud = ud }) })
 }
 
-//export gwipc_node_get_peer_userdata
-func gwipc_node_get_peer_userdata(h *C.gwipc_node, id C.gwipc_peer_id, out *unsafe.Pointer) C.int {
+//export capi_node_get_peer_userdata
+func capi_node_get_peer_userdata(h *C.gwipc_node, id C.gwipc_peer_id, out *unsafe.Pointer) C.int {
 	// Written as an integer: userdata need not be an address.
 	dst := (*C.uintptr_t)(unsafe.Pointer(out))
 	return check(nil, func() error {

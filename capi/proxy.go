@@ -77,14 +77,14 @@ func (p *proxy) subscribed(event uint16, err error) {
 	C.capi_suback(p.onSubscription, p.ud, p.handle(), C.uint16_t(event), status)
 }
 
-//export gwipc_node_require
-func gwipc_node_require(h *C.gwipc_node, svc C.capi_csvc, params C.capi_cproxy_params, out **C.gwipc_proxy,
+//export capi_node_require
+func capi_node_require(h *C.gwipc_node, svc C.capi_csvc, params C.capi_cproxy_params, out **C.gwipc_proxy,
 	errp *C.gwipc_error) C.int {
 	if out != nil {
 		*out = nil
 	}
 	return check(errp, func() error {
-		if out == nil || params == nil || params.struct_size < C.sizeof_gwipc_proxy_params {
+		if out == nil || params == nil || params.struct_size != C.sizeof_gwipc_proxy_params {
 			return errNull
 		}
 		return nodeFn(h, func(st *node) error {
@@ -127,11 +127,11 @@ func proxyFn(h *C.gwipc_proxy, fn func(*proxy) error) error {
 	return use(unsafe.Pointer(h), kindProxy, fn)
 }
 
-//export gwipc_proxy_close
-func gwipc_proxy_close(h *C.gwipc_proxy) { closeChild(unsafe.Pointer(h), kindProxy) }
+//export capi_proxy_close
+func capi_proxy_close(h *C.gwipc_proxy) { closeChild(unsafe.Pointer(h), kindProxy) }
 
-//export gwipc_proxy_is_available
-func gwipc_proxy_is_available(h *C.gwipc_proxy) C.int {
+//export capi_proxy_is_available
+func capi_proxy_is_available(h *C.gwipc_proxy) C.int {
 	return run(nil, func() (up int, err error) {
 		err = proxyFn(h, func(p *proxy) error {
 			if p.px.Available() {
@@ -143,8 +143,8 @@ func gwipc_proxy_is_available(h *C.gwipc_proxy) C.int {
 	})
 }
 
-//export gwipc_proxy_subscribe
-func gwipc_proxy_subscribe(h *C.gwipc_proxy, event C.uint16_t, mode C.int, cb C.gwipc_sample_cb,
+//export capi_proxy_subscribe
+func capi_proxy_subscribe(h *C.gwipc_proxy, event C.uint16_t, mode C.int, cb C.gwipc_sample_cb,
 	userdata unsafe.Pointer, destroy C.gwipc_destroy_cb) C.int {
 	ud := C.uintptr_t(uintptr(userdata))
 	return check(nil, func() error {
@@ -180,8 +180,8 @@ func gwipc_proxy_subscribe(h *C.gwipc_proxy, event C.uint16_t, mode C.int, cb C.
 	})
 }
 
-//export gwipc_proxy_unsubscribe
-func gwipc_proxy_unsubscribe(h *C.gwipc_proxy, event C.uint16_t) C.int {
+//export capi_proxy_unsubscribe
+func capi_proxy_unsubscribe(h *C.gwipc_proxy, event C.uint16_t) C.int {
 	return check(nil, func() error {
 		return proxyFn(h, func(p *proxy) error {
 			p.mu.Lock()
@@ -199,8 +199,8 @@ func gwipc_proxy_unsubscribe(h *C.gwipc_proxy, event C.uint16_t) C.int {
 	})
 }
 
-//export gwipc_proxy_subscription_state
-func gwipc_proxy_subscription_state(h *C.gwipc_proxy, event C.uint16_t, state *C.int) C.int {
+//export capi_proxy_subscription_state
+func capi_proxy_subscription_state(h *C.gwipc_proxy, event C.uint16_t, state *C.int) C.int {
 	return check(nil, func() error {
 		if state == nil {
 			return errNull
@@ -216,8 +216,8 @@ func gwipc_proxy_subscription_state(h *C.gwipc_proxy, event C.uint16_t, state *C
 	})
 }
 
-//export gwipc_proxy_request_update
-func gwipc_proxy_request_update(h *C.gwipc_proxy, event C.uint16_t) C.int {
+//export capi_proxy_request_update
+func capi_proxy_request_update(h *C.gwipc_proxy, event C.uint16_t) C.int {
 	return check(nil, func() error {
 		return proxyFn(h, func(p *proxy) error { return p.px.RequestUpdate(uint16(event)) })
 	})

@@ -71,10 +71,10 @@ func (p *proxy) deliver(s *subscription, smp engine.Sample) {
 		dataPtr(data), C.size_t(len(data)), C.uint64_t(st.serial), C.uint64_t(n))
 }
 
-//export gwipc_sample_keep
-func gwipc_sample_keep(sample C.capi_csample, kept *C.gwipc_sample) C.int {
+//export capi_sample_keep
+func capi_sample_keep(sample C.capi_csample, kept *C.gwipc_sample) C.int {
 	return check(nil, func() error {
-		if sample == nil || kept == nil || sample.struct_size < C.sizeof_gwipc_sample {
+		if sample == nil || kept == nil || sample.struct_size != C.sizeof_gwipc_sample {
 			return errNull
 		}
 		serial, err := keepDelivery(&sample.private_, func(st *node) *current[engine.Sample] { return &st.sample },
@@ -89,8 +89,8 @@ func gwipc_sample_keep(sample C.capi_csample, kept *C.gwipc_sample) C.int {
 	})
 }
 
-//export gwipc_sample_release
-func gwipc_sample_release(kept *C.gwipc_sample) {
+//export capi_sample_release
+func capi_sample_release(kept *C.gwipc_sample) {
 	runVoid(func() {
 		if kept == nil {
 			return

@@ -26,8 +26,8 @@ func serviceID(svc C.capi_csvc) (engine.ServiceID, error) {
 		Instance: instance}, nil
 }
 
-//export gwipc_service_validate
-func gwipc_service_validate(svc C.capi_csvc) C.int {
+//export capi_service_validate
+func capi_service_validate(svc C.capi_csvc) C.int {
 	return check(nil, func() error {
 		s, err := serviceID(svc)
 		if err != nil {
@@ -37,8 +37,8 @@ func gwipc_service_validate(svc C.capi_csvc) C.int {
 	})
 }
 
-//export gwipc_service_compatible
-func gwipc_service_compatible(offered, wanted C.capi_csvc) C.int {
+//export capi_service_compatible
+func capi_service_compatible(offered, wanted C.capi_csvc) C.int {
 	return run(nil, func() (int, error) {
 		o, err := serviceID(offered)
 		if err != nil {

@@ -9,8 +9,8 @@ import (
 	"github.com/gwipc/gwipc/simpleipc"
 )
 
-//export gwipc_sipc_query
-func gwipc_sipc_query(path C.capi_cstr, request C.capi_cbytes, n C.size_t, timeoutUsec C.int64_t,
+//export capi_sipc_query
+func capi_sipc_query(path C.capi_cstr, request C.capi_cbytes, n C.size_t, timeoutUsec C.int64_t,
 	response **C.char, responseLen *C.size_t, errp *C.gwipc_error) C.int {
 	if response != nil {
 		*response = nil
