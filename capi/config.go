@@ -21,13 +21,13 @@ import (
 // config is a gwipc_config: the engine configuration being built and the
 // callback registrations nodes made from it share.
 type config struct {
-	mu      sync.Mutex
-	ec      engine.Config
-	peer    *shared[peerFns]
-	auth    *shared[authFns]
-	log     *shared[logFns]
-	logFd   int // a duplicate of the log fd, -1 for none
-	logLv   slog.Level
+	mu    sync.Mutex
+	ec    engine.Config
+	peer  *shared[peerFns]
+	auth  *shared[authFns]
+	log   *shared[logFns]
+	logFd int // a duplicate of the log fd, -1 for none
+	logLv slog.Level
 }
 
 // nodeResources is what a node takes from its config: a copy of the engine
