@@ -199,6 +199,17 @@ func bytesOf(data C.capi_cbytes, n C.size_t) ([]byte, error) {
 	return unsafe.Slice((*byte)(unsafe.Pointer(data)), int(n)), nil
 }
 
+// payloadWait converts the payload and the wait of a call that sends and may
+// wait.
+func payloadWait(data C.capi_cbytes, n C.size_t, waitUsec C.int64_t) ([]byte, timeout, error) {
+	b, err := bytesOf(data, n)
+	if err != nil {
+		return nil, timeout{}, err
+	}
+	t, err := timeoutOf(waitUsec)
+	return b, t, err
+}
+
 // dataPtr is the address of b's first byte for C (b is shared memory or C
 // memory, never the Go heap), or NULL.
 func dataPtr(b []byte) unsafe.Pointer {

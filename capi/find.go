@@ -6,6 +6,7 @@ package main
 import "C"
 
 import (
+	"io"
 	"unsafe"
 
 	"github.com/gwipc/gwipc/engine"
@@ -19,6 +20,8 @@ type finder struct {
 	serial uint64
 	cb     C.gwipc_find_cb
 }
+
+func (f *finder) handle() *C.gwipc_finder { return (*C.gwipc_finder)(registry.Pointer(f.serial)) }
 
 func (f *finder) node() *node { return f.st }
 
@@ -37,7 +40,7 @@ func (f *finder) found(ev engine.FindEvent) {
 	id, instance := C.CString(ev.Service.ID), C.CString(ev.Service.Instance)
 	defer C.free(unsafe.Pointer(id))
 	defer C.free(unsafe.Pointer(instance))
-	C.capi_find(f.cb, f.ud, (*C.gwipc_finder)(registry.Pointer(f.serial)), id, C.uint16_t(ev.Service.Major),
+	C.capi_find(f.cb, f.ud, f.handle(), id, C.uint16_t(ev.Service.Major),
 		C.uint16_t(ev.Service.Minor), instance, C.gwipc_peer_id(ev.Peer.ID()), cBool(ev.Available))
 }
 
@@ -58,22 +61,16 @@ func capi_node_find(h *C.gwipc_node, id C.capi_cstr, major, minMinor C.uint16_t,
 		}
 		return nodeFn(h, func(st *node) error {
 			f := &finder{owner: owner{reg: reg{ud: ud, destroy: destroy}}, st: st, cb: cb}
-			if err := st.add(&f.reg); err != nil {
-				return err
-			}
-			ef, err := st.n.Find(engine.Interface{ID: iface, Major: uint16(major), Minor: uint16(minMinor)},
-				optString(instance), f.found)
+			var err error
+			f.serial, err = st.openChild(&f.reg, kindFinder, f, func() (io.Closer, error) {
+				f.f, err = st.n.Find(engine.Interface{ID: iface, Major: uint16(major), Minor: uint16(minMinor)},
+					optString(instance), f.found)
+				return f.f, err
+			})
 			if err != nil {
-				st.forget(&f.reg)
 				return err
 			}
-			f.f = ef
-			if f.serial, err = st.addChild(kindFinder, f); err != nil {
-				ef.Close()
-				st.forget(&f.reg)
-				return err
-			}
-			*out = (*C.gwipc_finder)(registry.Pointer(f.serial))
+			*out = f.handle()
 			return nil
 		})
 	})

@@ -46,11 +46,7 @@ func capi_proxy_call(h *C.gwipc_proxy, method C.uint16_t, request C.capi_cbytes,
 		if reply == nil {
 			return errNull
 		}
-		req, err := bytesOf(request, n)
-		if err != nil {
-			return err
-		}
-		t, err := timeoutOf(timeoutUsec)
+		req, t, err := payloadWait(request, n, timeoutUsec)
 		if err != nil {
 			return err
 		}
@@ -77,11 +73,7 @@ func capi_proxy_call_async(h *C.gwipc_proxy, method C.uint16_t, request C.capi_c
 		if cb == nil {
 			return errNull
 		}
-		req, err := bytesOf(request, n)
-		if err != nil {
-			return err
-		}
-		t, err := timeoutOf(timeoutUsec)
+		req, t, err := payloadWait(request, n, timeoutUsec)
 		if err != nil {
 			return err
 		}

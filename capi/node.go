@@ -9,6 +9,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -157,6 +158,27 @@ func (st *node) addChild(k handles.Kind, obj any) (uint64, error) {
 	return serial, nil
 }
 
+// openChild makes a child object (an offer, proxy or finder) with its
+// registration r: open makes the engine's object, then obj gets its
+// handle. On failure nothing is left, and no destroy runs.
+func (st *node) openChild(r *reg, k handles.Kind, obj child, open func() (io.Closer, error)) (uint64, error) {
+	if err := st.add(r); err != nil {
+		return 0, err
+	}
+	c, err := open()
+	if err != nil {
+		st.forget(r)
+		return 0, err
+	}
+	serial, err := st.addChild(k, obj)
+	if err != nil {
+		c.Close()
+		st.forget(r)
+		return 0, err
+	}
+	return serial, nil
+}
+
 // dropChild forgets a child whose handle was closed.
 func (st *node) dropChild(serial uint64) {
 	st.mu.Lock()
@@ -244,9 +266,13 @@ func (st *node) drive(f func() error) error {
 	return f()
 }
 
-// startRun prepares a gwipc_node_run or run thread: the context
-// gwipc_node_stop cancels, and the function to call when it returns.
-func (st *node) startRun() (context.Context, func()) {
+// beginRun makes the caller the loop of a gwipc_node_run or run thread: it
+// returns the context gwipc_node_stop cancels, and the function to call
+// when the run returns.
+func (st *node) beginRun() (context.Context, func(), error) {
+	if err := st.takeLoop(); err != nil {
+		return nil, nil, err
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	st.mu.Lock()
@@ -258,7 +284,7 @@ func (st *node) startRun() (context.Context, func()) {
 		st.stopRun, st.runDone = nil, nil
 		st.mu.Unlock()
 		close(done)
-	}
+	}, nil
 }
 
 // runLoop is engine Run until stopped or closed.
@@ -483,10 +509,10 @@ func capi_node_post(h *C.gwipc_node, fn C.gwipc_post_cb, userdata unsafe.Pointer
 func capi_node_run(h *C.gwipc_node) C.int {
 	return check(nil, func() error {
 		return nodeFn(h, func(st *node) error {
-			if err := st.takeLoop(); err != nil {
+			ctx, done, err := st.beginRun()
+			if err != nil {
 				return err
 			}
-			ctx, done := st.startRun()
 			defer done()
 			return st.drive(func() error { return st.runLoop(ctx) })
 		})
@@ -497,10 +523,10 @@ func capi_node_run(h *C.gwipc_node) C.int {
 func capi_node_run_thread(h *C.gwipc_node) C.int {
 	return check(nil, func() error {
 		return nodeFn(h, func(st *node) error {
-			if err := st.takeLoop(); err != nil {
+			ctx, done, err := st.beginRun()
+			if err != nil {
 				return err
 			}
-			ctx, done := st.startRun()
 			go func() {
 				// The thread is the node's until it exits (a locked thread
 				// ends with its goroutine).

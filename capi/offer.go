@@ -7,6 +7,7 @@ import "C"
 
 import (
 	"errors"
+	"io"
 	"slices"
 	"unsafe"
 
@@ -113,18 +114,11 @@ func capi_node_offer(h *C.gwipc_node, svc C.capi_csvc, params C.capi_coffer_para
 				return err
 			}
 			of.ud, of.destroy = C.uintptr_t(uintptr(params.userdata)), params.destroy
-			if err := st.add(&of.reg); err != nil {
-				return err
-			}
-			o, err := st.n.Offer(id, &cfg)
+			of.serial, err = st.openChild(&of.reg, kindOffer, of, func() (io.Closer, error) {
+				of.o, err = st.n.Offer(id, &cfg)
+				return of.o, err
+			})
 			if err != nil {
-				st.forget(&of.reg)
-				return err
-			}
-			of.o = o
-			if of.serial, err = st.addChild(kindOffer, of); err != nil {
-				o.Close()
-				st.forget(&of.reg)
 				return err
 			}
 			*out = of.handle()
@@ -151,11 +145,7 @@ func capi_offer_close(h *C.gwipc_offer) { closeChild(unsafe.Pointer(h), kindOffe
 //export capi_offer_publish
 func capi_offer_publish(h *C.gwipc_offer, event C.uint16_t, data C.capi_cbytes, n C.size_t, waitUsec C.int64_t) C.int {
 	return check(nil, func() error {
-		b, err := bytesOf(data, n)
-		if err != nil {
-			return err
-		}
-		w, err := timeoutOf(waitUsec)
+		b, w, err := payloadWait(data, n, waitUsec)
 		if err != nil {
 			return err
 		}

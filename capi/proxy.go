@@ -7,6 +7,7 @@ import "C"
 
 import (
 	"errors"
+	"io"
 	"sync"
 	"unsafe"
 
@@ -102,18 +103,11 @@ func capi_node_require(h *C.gwipc_node, svc C.capi_csvc, params C.capi_cproxy_pa
 			if p.onSubscription != nil {
 				cfg.OnSubscription = p.subscribed
 			}
-			if err := st.add(&p.reg); err != nil {
-				return err
-			}
-			px, err := st.n.Require(id, &cfg)
+			p.serial, err = st.openChild(&p.reg, kindProxy, p, func() (io.Closer, error) {
+				p.px, err = st.n.Require(id, &cfg)
+				return p.px, err
+			})
 			if err != nil {
-				st.forget(&p.reg)
-				return err
-			}
-			p.px = px
-			if p.serial, err = st.addChild(kindProxy, p); err != nil {
-				px.Close()
-				st.forget(&p.reg)
 				return err
 			}
 			*out = p.handle()

@@ -23,11 +23,7 @@ func capi_sipc_query(path C.capi_cstr, request C.capi_cbytes, n C.size_t, timeou
 		if err != nil {
 			return err
 		}
-		req, err := bytesOf(request, n)
-		if err != nil {
-			return err
-		}
-		t, err := timeoutOf(timeoutUsec)
+		req, t, err := payloadWait(request, n, timeoutUsec)
 		if err != nil {
 			return err
 		}
