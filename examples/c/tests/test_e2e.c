@@ -6,11 +6,15 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "util.h"
@@ -432,6 +436,27 @@ static void test_fd_readiness_alone_drives_timers_and_bursts(void)
     }
     for (int i = 1; i < gwt_rec_n(&S.rec); i++)
         assert_int_equal(S.rec.s[i].seq, S.rec.s[i - 1].seq + 1);
+    side_end();
+}
+
+/* "Waits up to timeout_usec until the node has work, without doing it." */
+static void test_node_wait_reports_work_without_doing_it(void)
+{
+    consumer_side(GWT_EV_PLAIN, GWIPC_UPDATES);
+    gwt_dispatch(S.node, 100000);
+    int64_t t0 = gwt_now_us();
+    int rc = gwipc_node_wait(S.node, 100000);
+    GWT_CHECK(rc == 0 || rc == 1, "gwipc_node_wait: %s", gwipc_error_name(rc));
+    GWT_CHECK(rc == 1 || gwt_now_us() - t0 >= 90000, "wait returned 0 before its timeout");
+    gwt_send(&S.prov, "pub 1");
+    gwt_expect(&S.prov, NULL, "published 1 0", NULL, 0, 5 * SEC);
+    t0 = gwt_now_us();
+    int64_t dl = t0 + 5 * SEC;
+    while ((rc = gwipc_node_wait(S.node, 100000)) == 0 && gwt_now_us() < dl) {
+    }
+    GWT_RC(rc, 1);
+    assert_int_equal(gwt_rec_n(&S.rec), 0); /* no callback ran */
+    gwt_rec_wait(&S.rec, S.node, 1, 5 * SEC);
     side_end();
 }
 
@@ -896,6 +921,145 @@ static void test_application_command_in_this_process(void)
     gwt_node_close(node);
 }
 
+/* ---- Access control ------------------------------------------------------------- */
+
+/* Rules: subscribing and calling gwt.test are denied to our uid (the
+ * consumer process has it), requiring is not. */
+static void test_rules_refuse_subscriptions_and_calls(void)
+{
+    char sock[256], line[256];
+    uint32_t uid = (uint32_t)getuid();
+    gwipc_config *cfg = NULL;
+    gwipc_node *node = NULL;
+    gwipc_rule r = GWIPC_RULE_INIT;
+    r.service = "gwt.test";
+    r.actions = GWIPC_ACTION_SUBSCRIBE | GWIPC_ACTION_CALL;
+    r.uids = &uid;
+    r.n_uids = 1;
+    r.deny = 1;
+    GWT_RC(gwipc_config_new(&cfg), GWIPC_OK);
+    GWT_RC(gwipc_config_add_rule(cfg, &r), GWIPC_OK);
+    GWT_RC(gwipc_node_listen(gwt_path(sock, sizeof sock, "l.sock"), cfg, &node, NULL), GWIPC_OK);
+    gwipc_config_free(cfg);
+    provider_reset();
+    provider_offer(node);
+    gwt_child c;
+    gwt_peer_consumer(&c, sock, "denied");
+    gwt_expect(&c, node, "avail 1", NULL, 0, 10 * SEC); /* requiring is allowed */
+    gwt_expect(&c, node, "suback 0 ", line, sizeof line, 5 * SEC);
+    assert_string_equal(line, "suback 0 2"); /* "2 permission denied" */
+    gwt_send(&c, "call t %d x", GWT_M_ECHO);
+    gwt_expect(&c, node, "reply t ", line, sizeof line, 5 * SEC);
+    GWT_CHECK(atoi(line + 8) == GWIPC_E_PERMISSION, "a denied call completed with: %s", line);
+    assert_int_equal(P.nq, 0); /* never reached on_call */
+    gwt_wait_exit(&c, node, 10 * SEC);
+    char *json = gwt_status_json(node);
+    GWT_CHECK(!gwt_contains(json, "\"policy_rejections\":0,"), "no policy rejection counted: %s", json);
+    free(json);
+    gwt_node_close(node);
+}
+
+/* An authorizer refusing every peer: none connects; each refusal counted. */
+static int refusals;
+static int refuse(void *ud, const gwipc_peer_info *p, char *reason, size_t cap)
+{
+    (void)ud, (void)p;
+    refusals++;
+    snprintf(reason, cap, "not today");
+    return 1;
+}
+
+static void test_authorizer_refuses_peers(void)
+{
+    char sock[256];
+    gwipc_config *cfg = NULL;
+    gwipc_node *node = NULL;
+    refusals = 0;
+    memset(&PR, 0, sizeof PR);
+    GWT_RC(gwipc_config_new(&cfg), GWIPC_OK);
+    GWT_RC(gwipc_config_set_authorize(cfg, refuse, NULL, NULL), GWIPC_OK);
+    GWT_RC(gwipc_config_set_peer_callbacks(cfg, on_up, on_down, NULL, NULL), GWIPC_OK);
+    GWT_RC(gwipc_node_listen(gwt_path(sock, sizeof sock, "l.sock"), cfg, &node, NULL), GWIPC_OK);
+    gwipc_config_free(cfg);
+    provider_reset();
+    provider_offer(node);
+    gwt_child c;
+    gwt_peer_consumer(&c, sock, "refused");
+    GWT_UNTIL(node, refusals >= 1, 10 * SEC);
+    GWT_CHECK(gwt_try_expect(&c, node, "avail 1", NULL, 0, 500000) != 0, "a refused peer bound the service");
+    assert_int_equal(PR.up, 0);
+    char *json = gwt_status_json(node);
+    GWT_CHECK(!gwt_contains(json, "\"peers_rejected\":0,"), "no rejection counted: %s", json);
+    free(json);
+    gwt_wait_exit(&c, node, 10 * SEC);
+    gwt_node_close(node);
+}
+
+/* ---- Logging ---------------------------------------------------------------------- */
+
+/* Peers that crash or talk nonsense make a node log; "The library never
+ * exits the process and never writes to stderr unless told to
+ * (gwipc_config_set_log_fd)". */
+static void provoke_logs(gwipc_node *node, const char *sock)
+{
+    gwt_child c;
+    gwt_peer_consumer(&c, sock, "crasher");
+    gwt_expect(&c, node, "avail 1", NULL, 0, 10 * SEC);
+    gwt_send(&c, "crash");
+    gwt_wait_exit(&c, node, 10 * SEC);
+    int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0); /* the control socket is a SEQPACKET one */
+    struct sockaddr_un a = {AF_UNIX, {0}};
+    snprintf(a.sun_path, sizeof a.sun_path, "%s", sock);
+    GWT_CHECK(connect(fd, (struct sockaddr *)&a, sizeof a) == 0, "connect %s: %s", sock, strerror(errno));
+    static const char junk[] = "this is not the gwipc handshake\n\x00\xff\xff\xff\xff";
+    GWT_CHECK(write(fd, junk, sizeof junk) > 0, "write");
+    if (node)
+        gwt_dispatch(node, 200000);
+    else
+        gwt_sleep_us(200000);
+    close(fd);
+    if (node)
+        gwt_dispatch(node, 200000);
+}
+
+static void test_no_stderr_unless_told(void)
+{
+    char sock[256], errpath[256];
+    gwt_child prov;
+    char *argv[] = {"gwt_peer", "provider", gwt_path(sock, sizeof sock, "p.sock"), "-", "quiet", NULL};
+    gwt_spawn_stderr(&prov, gwt_path(errpath, sizeof errpath, "stderr"), "c-tests/gwt_peer", argv);
+    gwt_expect(&prov, NULL, "ready", NULL, 0, 10 * SEC);
+    provoke_logs(NULL, sock);
+    gwt_send(&prov, "quit");
+    assert_int_equal(gwt_wait_exit(&prov, NULL, 10 * SEC), 0);
+    struct stat st;
+    GWT_CHECK(stat(errpath, &st) == 0, "no stderr file");
+    GWT_CHECK(st.st_size == 0, "the provider's library wrote %lld bytes to stderr unasked (GWT_KEEP_TMP=1 keeps %s)",
+              (long long)st.st_size, errpath);
+}
+
+static void test_log_fd_gets_records(void)
+{
+    char sock[256];
+    int p[2];
+    gwipc_node *node = NULL;
+    GWT_CHECK(pipe2(p, O_CLOEXEC | O_NONBLOCK) == 0, "pipe");
+    gwipc_config *cfg = NULL;
+    GWT_RC(gwipc_config_new(&cfg), GWIPC_OK);
+    GWT_RC(gwipc_config_set_log_fd(cfg, p[1], GWIPC_LOG_DEBUG), GWIPC_OK);
+    close(p[1]); /* "duplicated" */
+    GWT_RC(gwipc_node_listen(gwt_path(sock, sizeof sock, "l.sock"), cfg, &node, NULL), GWIPC_OK);
+    gwipc_config_free(cfg);
+    provider_reset();
+    provider_offer(node);
+    provoke_logs(node, sock);
+    gwipc_node_close(node);
+    char buf[8192];
+    ssize_t n = read(p[0], buf, sizeof buf - 1);
+    close(p[0]);
+    GWT_CHECK(n > 0 && memchr(buf, '\n', (size_t)n), "no log line at the log fd (read %zd)", n);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -915,6 +1079,11 @@ int main(void)
         GWT_TEST(test_status_json),
         GWT_TEST(test_status_endpoint_builtins_and_commands),
         GWT_TEST(test_application_command_in_this_process),
+        GWT_TEST(test_node_wait_reports_work_without_doing_it),
+        GWT_TEST(test_rules_refuse_subscriptions_and_calls),
+        GWT_TEST(test_authorizer_refuses_peers),
+        GWT_TEST(test_no_stderr_unless_told),
+        GWT_TEST(test_log_fd_gets_records),
     };
     return GWT_RUN(tests);
 }

@@ -268,6 +268,7 @@ static struct slow {
     int64_t cb_start, cb_end;
 } *SL;
 static volatile int uaf;         /* a callback saw a poisoned userdata */
+static volatile int uaf_where;   /* 1 sample, 2 availability, 3 destroy */
 static volatile int destroys[4]; /* sample sub, proxy, finder, peer callbacks */
 static volatile int posted_runs, posted_destroys;
 static volatile int final_rc = 1;
@@ -277,7 +278,7 @@ static void slow_sample(void *ud, gwipc_proxy *p, const gwipc_sample *s)
     struct slow *x = ud;
     (void)p, (void)s;
     if (x->canary != CANARY) {
-        uaf++;
+        uaf++, uaf_where = 1;
         return;
     }
     x->calls++;
@@ -290,14 +291,16 @@ static void slow_avail(void *ud, gwipc_proxy *p, int a)
 {
     (void)p, (void)a;
     if (((struct slow *)ud)->canary != CANARY)
-        uaf++;
+        uaf++, uaf_where = 2;
 }
 static void count_destroy0(void *ud) { (void)ud, destroys[0]++; }
 static void count_destroy1(void *ud)
 {
-    if (((struct slow *)ud)->canary != CANARY)
-        uaf++;
+    struct slow *x = ud;
+    if (x->canary != CANARY)
+        uaf++, uaf_where = 3;
     destroys[1]++;
+    x->canary = POISON; /* "the place to free userdata": what free() would leave */
 }
 static void count_destroy2(void *ud) { (void)ud, destroys[2]++; }
 static void count_destroy3(void *ud) { (void)ud, destroys[3]++; }
@@ -305,21 +308,25 @@ static void count_post(void *ud) { (void)ud, posted_runs++; }
 static void count_post_destroy(void *ud) { (void)ud, posted_destroys++; }
 static void nop_find(void *ud, gwipc_finder *f, const gwipc_find_event *e) { (void)ud, (void)f, (void)e; }
 
+static volatile int stop_a;
 static void *dispatch_until_error(void *node)
 {
     int rc;
     do
         rc = gwipc_node_dispatch(node, 10000);
-    while (rc >= 0);
+    while (rc >= 0 && !stop_a);
     final_rc = rc;
     return NULL;
 }
 
-static void test_close_from_another_thread_waits_for_the_callback(void)
+/* Thread A dispatches; this thread closes the node (or only the proxy)
+ * while A sleeps 50 ms in the proxy's sample callback. The proxy's destroy
+ * poisons its userdata, as a free() there would: nothing may see it after. */
+static void close_from_another_thread(int just_the_proxy)
 {
     char sock[256];
     gwt_child prov;
-    uaf = 0, posted_runs = posted_destroys = 0, final_rc = 1;
+    uaf = 0, posted_runs = posted_destroys = 0, final_rc = 1, stop_a = 0;
     memset((void *)destroys, 0, sizeof destroys);
     SL = calloc(1, sizeof *SL);
     SL->canary = CANARY;
@@ -348,37 +355,104 @@ static void test_close_from_another_thread_waits_for_the_callback(void)
     pthread_create(&a, NULL, dispatch_until_error, node); /* thread A runs the callbacks */
     gwt_send(&prov, "pub 3");
     GWT_WAIT(SL->in_cb, 5 * SEC);
-    GWT_RC(gwipc_node_post(node, count_post, NULL, count_post_destroy), GWIPC_OK);
+    if (!just_the_proxy)
+        GWT_RC(gwipc_node_post(node, count_post, NULL, count_post_destroy), GWIPC_OK);
     int64_t t0 = gwt_now_us();
-    gwipc_node_close(node); /* from this thread, while thread A sleeps in slow_sample */
+    if (just_the_proxy)
+        gwipc_proxy_close(p); /* from this thread, while thread A sleeps in slow_sample */
+    else
+        gwipc_node_close(node);
     int64_t t1 = gwt_now_us();
-    gwt_node_forget(node);
     int calls_at_close = SL->calls;
-    SL->canary = POISON; /* what free() would leave behind */
     GWT_CHECK(SL->cb_end != 0 && SL->cb_end <= t1,
-              "gwipc_node_close returned %lld us before the callback in progress ended",
+              "%s returned %lld us before the callback in progress ended", just_the_proxy ? "gwipc_proxy_close" : "gwipc_node_close",
               (long long)(SL->cb_end ? SL->cb_end - t1 : -1));
     GWT_CHECK(SL->cb_start < t0 + 1000, "the callback was not in progress when close was called");
-    print_message("close waited %lld ms for a 50 ms callback\n", (long long)((t1 - t0) / 1000));
+    print_message("%s waited %lld ms for a 50 ms callback\n", just_the_proxy ? "proxy close" : "node close",
+                  (long long)((t1 - t0) / 1000));
 
     gwt_send(&prov, "pub 5");
     gwt_sleep_us(300000);
-    GWT_WAIT(final_rc != 1, 5 * SEC); /* thread A's dispatch now fails */
+    if (just_the_proxy)
+        stop_a = 1; /* the node lives on: stop thread A ourselves */
+    GWT_WAIT(final_rc != 1, 5 * SEC);
     pthread_join(a, NULL);
-    GWT_CHECK(final_rc == GWIPC_E_BADHANDLE || final_rc == GWIPC_E_CLOSED, "dispatch after close: %s",
-              gwipc_error_name(final_rc));
+    if (just_the_proxy) {
+        assert_int_equal(final_rc, 0); /* dispatch went on working */
+        gwt_dispatch(node, 10000);
+    } else {
+        GWT_CHECK(final_rc == GWIPC_E_BADHANDLE || final_rc == GWIPC_E_CLOSED, "dispatch after close: %s",
+                  gwipc_error_name(final_rc));
+    }
     assert_int_equal(SL->calls, calls_at_close); /* "no callback of that object runs" */
-    assert_int_equal(uaf, 0);
-    /* "Destroy callbacks still due run before it returns", once each. */
+    GWT_CHECK(uaf == 0, "%d callbacks ran with the userdata freed by the destroy (the last: %s)", uaf,
+              uaf_where == 1 ? "sample" : uaf_where == 2 ? "availability" : "the proxy's destroy");
+    /* destroy once each, after the last callback */
+    assert_int_equal(destroys[0], 1);
+    assert_int_equal(destroys[1], 1);
+    if (just_the_proxy) {
+        assert_int_equal(gwipc_proxy_is_available(p), GWIPC_E_BADHANDLE); /* stale now */
+        assert_int_equal(destroys[2], 0);
+        gwt_node_close(node);
+    } else {
+        gwt_node_forget(node);
+        assert_int_equal(posted_destroys, 1); /* "destroy ... runs once afterwards either way" */
+        GWT_CHECK(posted_runs <= 1, "the posted function ran %d times", posted_runs);
+    }
     assert_int_equal(destroys[0], 1);
     assert_int_equal(destroys[1], 1);
     assert_int_equal(destroys[2], 1);
-    assert_int_equal(destroys[3], 1);
-    assert_int_equal(posted_destroys, 1); /* "destroy ... runs once afterwards either way" */
-    GWT_CHECK(posted_runs <= 1, "the posted function ran %d times", posted_runs);
+    assert_int_equal(destroys[3], 1); /* the config's, once its node closed */
     gwt_send(&prov, "quit");
     gwt_wait_exit(&prov, NULL, 10 * SEC);
     free(SL);
+}
+
+static void test_node_close_from_another_thread_waits_for_the_callback(void) { close_from_another_thread(0); }
+static void test_proxy_close_from_another_thread_waits_for_the_callback(void) { close_from_another_thread(1); }
+
+/* "Closing any object from another thread waits for a callback of it in
+ * progress; once the close returns, no callback of that object runs", and
+ * destroy callbacks are callbacks ("sample, call, ... posted and destroy
+ * callbacks alike"). So a proxy closed from another thread while a loop
+ * dispatches has run its destroy when the close returns, and a host may
+ * free the userdata right after the close. Thread A dispatches an idle
+ * node; this thread closes the proxy. */
+static volatile int idle_destroys;
+static void idle_destroy(void *ud) { (void)ud, idle_destroys++; }
+
+static void test_destroy_has_run_when_close_returns_from_another_thread(void)
+{
+    char sock[256];
+    gwt_child prov;
+    gwt_peer_provider(&prov, gwt_path(sock, sizeof sock, "p.sock"), NULL, "idle-provider");
+    gwipc_node *node = gwt_dial(sock, "idle");
+    int late = 0;
+    for (int round = 0; round < 5; round++) {
+        gwipc_service_id one = gwt_service("one");
+        gwipc_proxy_params pp = GWIPC_PROXY_PARAMS_INIT;
+        gwipc_proxy *p = NULL;
+        pp.destroy = idle_destroy;
+        idle_destroys = 0, final_rc = 1, stop_a = 0;
+        GWT_RC(gwipc_node_require(node, &one, &pp, &p, NULL), GWIPC_OK);
+        GWT_UNTIL(node, gwipc_proxy_is_available(p) == 1, 10 * SEC);
+        pthread_t a;
+        pthread_create(&a, NULL, dispatch_until_error, node);
+        gwt_sleep_us(20000); /* A waits in gwipc_node_dispatch */
+        gwipc_proxy_close(p);
+        int at_return = idle_destroys;
+        gwt_sleep_us(50000);
+        stop_a = 1;
+        pthread_join(a, NULL);
+        assert_int_equal(idle_destroys, 1); /* exactly once in any case */
+        late += at_return == 0;
+    }
+    gwt_send(&prov, "quit");
+    gwt_wait_exit(&prov, node, 10 * SEC);
+    gwt_node_close(node);
+    GWT_CHECK(late == 0,
+              "in %d of 5 rounds the proxy's destroy ran after gwipc_proxy_close (from another thread) returned: "
+              "\"once the close returns, no callback of that object runs\"", late);
 }
 
 /* ---- Re-entrancy from inside callbacks ------------------------------------------ */
@@ -601,6 +675,66 @@ static void test_unsubscribe_from_another_thread_stops_callbacks(void)
     gwt_node_close(node);
 }
 
+/* ---- gwipc_node_run and gwipc_node_run_thread ---------------------------------------- */
+
+static struct runner {
+    gwipc_node *node;
+    pid_t tid;
+    volatile int rc, done;
+} RUN;
+
+static void *run_node(void *arg)
+{
+    (void)arg;
+    RUN.tid = gettid();
+    RUN.rc = gwipc_node_run(RUN.node);
+    RUN.done = 1;
+    return NULL;
+}
+
+/* Callbacks run on the thread in gwipc_node_run, or all on the library's
+ * one run thread (not ours); gwipc_node_stop ends either. */
+static void test_run_and_run_thread(void)
+{
+    char sock[256];
+    gwt_child prov;
+    gwt_peer_provider(&prov, gwt_path(sock, sizeof sock, "p.sock"), NULL, "run-provider");
+    RUN.node = gwt_dial(sock, "runner");
+    static gwt_rec rec;
+    gwt_rec_init(&rec);
+    gwt_require(RUN.node, "one", &rec, GWT_EV_PLAIN, GWIPC_UPDATES);
+
+    RUN.done = 0;
+    pthread_t t;
+    pthread_create(&t, NULL, run_node, NULL);
+    GWT_WAIT(gwt_rec_suback(&rec, GWT_EV_PLAIN) == 0, 10 * SEC);
+    gwt_send(&prov, "pub 3");
+    gwt_rec_wait(&rec, NULL, 3, 5 * SEC);
+    GWT_RC(gwipc_node_dispatch(RUN.node, 0), GWIPC_E_BUSY); /* "A second one gets GWIPC_E_BUSY" */
+    GWT_RC(gwipc_node_stop(RUN.node), GWIPC_OK);
+    GWT_WAIT(RUN.done, 2 * SEC);
+    pthread_join(t, NULL);
+    GWT_RC(RUN.rc, GWIPC_OK);
+    for (int i = 0; i < 3; i++)
+        GWT_CHECK(rec.s[i].tid == RUN.tid, "a sample callback ran on %d, gwipc_node_run's thread is %d",
+                  (int)rec.s[i].tid, (int)RUN.tid);
+
+    GWT_RC(gwipc_node_run_thread(RUN.node), GWIPC_OK);
+    GWT_RC(gwipc_node_run_thread(RUN.node), GWIPC_E_BUSY);
+    gwt_send(&prov, "pub 3");
+    gwt_rec_wait(&rec, NULL, 6, 5 * SEC);
+    GWT_RC(gwipc_node_stop(RUN.node), GWIPC_OK); /* "waits for the run thread to end" */
+    GWT_RC(gwipc_node_stop(RUN.node), GWIPC_OK); /* "also when nothing runs" */
+    pid_t lib = rec.s[3].tid;
+    GWT_CHECK(lib != gettid() && lib != RUN.tid, "the run thread's callbacks ran on a thread of ours");
+    for (int i = 4; i < 6; i++)
+        assert_int_equal(rec.s[i].tid, lib);
+    gwt_dispatch(RUN.node, 10000); /* ours again */
+    gwt_send(&prov, "quit");
+    gwt_wait_exit(&prov, RUN.node, 10 * SEC);
+    gwt_node_close(RUN.node);
+}
+
 /* ---- Closing is bounded ------------------------------------------------------------ */
 
 static volatile int bounded_runs, bounded_destroys;
@@ -660,11 +794,14 @@ int main(void)
     const struct CMUnitTest tests[] = {
         GWT_TEST(test_callbacks_on_the_main_thread),
         GWT_TEST(test_callbacks_on_a_dispatch_thread),
-        GWT_TEST(test_close_from_another_thread_waits_for_the_callback),
+        GWT_TEST(test_node_close_from_another_thread_waits_for_the_callback),
+        GWT_TEST(test_proxy_close_from_another_thread_waits_for_the_callback),
+        GWT_TEST(test_destroy_has_run_when_close_returns_from_another_thread),
         GWT_TEST(test_reentrant_dispatch_busy_blocking_calls_deadlock),
         GWT_TEST(test_proxy_closed_from_its_own_callback),
         GWT_TEST(test_node_closed_from_a_callback),
         GWT_TEST(test_unsubscribe_from_another_thread_stops_callbacks),
+        GWT_TEST(test_run_and_run_thread),
         GWT_TEST(test_close_is_bounded_with_queued_work_and_a_stalled_peer),
     };
     return GWT_RUN(tests);

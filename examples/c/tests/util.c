@@ -408,7 +408,9 @@ int gwt_contains(const char *text, const char *needle) { return text && strstr(t
 
 /* ---- Processes -------------------------------------------------------------- */
 
-void gwt_spawnv(gwt_child *c, const char *prog, char *const argv[])
+void gwt_spawnv(gwt_child *c, const char *prog, char *const argv[]) { gwt_spawn_stderr(c, NULL, prog, argv); }
+
+void gwt_spawn_stderr(gwt_child *c, const char *stderr_path, const char *prog, char *const argv[])
 {
     char path[4096];
     int in[2], out[2];
@@ -424,6 +426,8 @@ void gwt_spawnv(gwt_child *c, const char *prog, char *const argv[])
     posix_spawn_file_actions_init(&fa);
     posix_spawn_file_actions_adddup2(&fa, in[1], 0);
     posix_spawn_file_actions_adddup2(&fa, out[1], 1);
+    if (stderr_path)
+        posix_spawn_file_actions_addopen(&fa, 2, stderr_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
     /* posix_spawn is fork+exec with nothing in between that could touch the
      * Go runtime (glibc uses clone(CLONE_VM | CLONE_VFORK)). */
     int err = posix_spawn(&c->pid, prog, &fa, NULL, argv, environ);

@@ -186,6 +186,8 @@ typedef struct gwt_child {
  * NULL-terminated arguments. Fails the test on error. */
 void gwt_spawn(gwt_child *c, const char *prog, ...);
 void gwt_spawnv(gwt_child *c, const char *prog, char *const argv[]);
+/* The same, with its stderr written to a file. */
+void gwt_spawn_stderr(gwt_child *c, const char *stderr_path, const char *prog, char *const argv[]);
 /* Writes one line (a newline is added) to its stdin. */
 void gwt_send(gwt_child *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Reads its stdout until a line starting with prefix, dispatching node (may
