@@ -9,6 +9,10 @@
 #   make c-test-cgocheck2    the suite again against a GOEXPERIMENT=cgocheck2 library
 #   make install [PREFIX=/usr/local] [DESTDIR=]
 #                            the library, the header and gwipc.pc
+#
+# Hooks the top-level Makefile adds (besides `-include examples/c/examples.mk`):
+#   build: c-examples
+#   test: c-test c-test-cgocheck2
 
 BUILD          ?= build
 PREFIX         ?= /usr/local

@@ -101,10 +101,12 @@ static void fx_on_call(void *ud, gwipc_offer *o, const gwipc_call *call)
     F.n_calls += !call->fire_and_forget;
 }
 
+static int writer_null_data_rc = 1;
 static int fx_on_grab(void *ud, const void *req, size_t len, gwipc_writer *w)
 {
     (void)ud, (void)req, (void)len;
     F.stale_writer = w;
+    writer_null_data_rc = gwipc_writer_write(w, NULL, 5); /* inside its callback, NULL data */
     return gwipc_writer_write(w, "grabbed", 7) == GWIPC_OK ? 0 : 1;
 }
 
@@ -713,6 +715,7 @@ static void *ptr_out;
     X(command_twice, IS(GWIPC_E_DUPLICATE), command_twice())                                                 \
     X(command_builtin_replaced_once, IS(GWIPC_E_DUPLICATE), builtin_replaced_once())                         \
     X(writer_null, IS(GWIPC_E_INVAL), gwipc_writer_write(NULL, "x", 1))                                      \
+    X(writer_null_data, IS(GWIPC_E_INVAL), writer_null_data_rc)                                              \
     X(writer_outside_callback, IS(GWIPC_E_BADHANDLE), writer_outside_callback())                             \
     X(writer_wrong_kind, IS(GWIPC_E_BADHANDLE), gwipc_writer_write((gwipc_writer *)(void *)F.ln, "x", 1))    \
     /* offers */                                                                                             \
@@ -778,6 +781,7 @@ static void *ptr_out;
     X(call_reply_ff_after_callback, ONE_OF(GWIPC_E_BADHANDLE, GWIPC_E_CALL_DONE), gwipc_call_reply(&F.ff_copy, "x", 1)) \
     X(call_reply_forged, IS(GWIPC_E_BADHANDLE), reply_forged_call())                                         \
     X(call_reply_zeroed, ONE_OF(GWIPC_E_BADHANDLE, GWIPC_E_INVAL), gwipc_call_reply(&(gwipc_call){0}, "x", 1)) \
+    X(call_fail_null_data, IS(GWIPC_E_INVAL), gwipc_call_fail(&F.pending2, 1, NULL, 5))                      \
     X(call_reply_pending2_ok, IS(GWIPC_OK), gwipc_call_reply(&F.pending2, "late", 4))                        \
     /* proxies */                                                                                            \
     X(require_null_node, IS(GWIPC_E_INVAL), require_(NULL, SVC("gwt.r", "a"), PP))                         \
