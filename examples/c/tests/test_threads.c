@@ -421,38 +421,67 @@ static void test_proxy_close_from_another_thread_waits_for_the_callback(void) { 
 static volatile int idle_destroys;
 static void idle_destroy(void *ud) { (void)ud, idle_destroys++; }
 
+static void nop_call(void *ud, gwipc_offer *o, const gwipc_call *c) { (void)ud, (void)o, (void)c; }
+
 static void test_destroy_has_run_when_close_returns_from_another_thread(void)
 {
-    char sock[256];
+    static const char *kinds[] = {"gwipc_proxy_close", "gwipc_finder_close", "gwipc_offer_close"};
+    char sock[256], msg[512] = "";
     gwt_child prov;
     gwt_peer_provider(&prov, gwt_path(sock, sizeof sock, "p.sock"), NULL, "idle-provider");
     gwipc_node *node = gwt_dial(sock, "idle");
-    int late = 0;
-    for (int round = 0; round < 5; round++) {
-        gwipc_service_id one = gwt_service("one");
-        gwipc_proxy_params pp = GWIPC_PROXY_PARAMS_INIT;
-        gwipc_proxy *p = NULL;
-        pp.destroy = idle_destroy;
-        idle_destroys = 0, final_rc = 1, stop_a = 0;
-        GWT_RC(gwipc_node_require(node, &one, &pp, &p, NULL), GWIPC_OK);
-        GWT_UNTIL(node, gwipc_proxy_is_available(p) == 1, 10 * SEC);
-        pthread_t a;
-        pthread_create(&a, NULL, dispatch_until_error, node);
-        gwt_sleep_us(20000); /* A waits in gwipc_node_dispatch */
-        gwipc_proxy_close(p);
-        int at_return = idle_destroys;
-        gwt_sleep_us(50000);
-        stop_a = 1;
-        pthread_join(a, NULL);
-        assert_int_equal(idle_destroys, 1); /* exactly once in any case */
-        late += at_return == 0;
+    int late_total = 0;
+    for (int kind = 0; kind < 3; kind++) {
+        int late = 0;
+        for (int round = 0; round < 5; round++) {
+            gwipc_service_id one = gwt_service("one"), mine = gwt_service("mine");
+            gwipc_proxy *p = NULL;
+            gwipc_finder *f = NULL;
+            gwipc_offer *o = NULL;
+            idle_destroys = 0, final_rc = 1, stop_a = 0;
+            if (kind == 0) {
+                gwipc_proxy_params pp = GWIPC_PROXY_PARAMS_INIT;
+                pp.destroy = idle_destroy;
+                GWT_RC(gwipc_node_require(node, &one, &pp, &p, NULL), GWIPC_OK);
+                GWT_UNTIL(node, gwipc_proxy_is_available(p) == 1, 10 * SEC);
+            } else if (kind == 1) {
+                GWT_RC(gwipc_node_find(node, "gwt.test", 1, 0, NULL, nop_find, NULL, idle_destroy, &f), GWIPC_OK);
+            } else {
+                gwipc_offer_params op = GWIPC_OFFER_PARAMS_INIT;
+                op.events = 1, op.methods = 1, op.on_call = nop_call, op.destroy = idle_destroy;
+                GWT_RC(gwipc_node_offer(node, &mine, &op, &o, NULL), GWIPC_OK);
+            }
+            gwt_dispatch(node, 20000);
+            pthread_t a;
+            pthread_create(&a, NULL, dispatch_until_error, node);
+            gwt_sleep_us(20000); /* A waits in gwipc_node_dispatch */
+            if (kind == 0)
+                gwipc_proxy_close(p);
+            else if (kind == 1)
+                gwipc_finder_close(f);
+            else
+                gwipc_offer_close(o);
+            int at_return = idle_destroys;
+            gwt_sleep_us(50000);
+            stop_a = 1;
+            pthread_join(a, NULL);
+            gwt_dispatch(node, 10000);
+            GWT_CHECK(idle_destroys == 1, "%s: destroy ran %d times", kinds[kind], idle_destroys);
+            late += at_return == 0;
+        }
+        if (late) {
+            char part[128];
+            snprintf(part, sizeof part, " %s: %d of 5;", kinds[kind], late);
+            strncat(msg, part, sizeof msg - strlen(msg) - 1);
+        }
+        late_total += late;
     }
     gwt_send(&prov, "quit");
     gwt_wait_exit(&prov, node, 10 * SEC);
     gwt_node_close(node);
-    GWT_CHECK(late == 0,
-              "in %d of 5 rounds the proxy's destroy ran after gwipc_proxy_close (from another thread) returned: "
-              "\"once the close returns, no callback of that object runs\"", late);
+    GWT_CHECK(late_total == 0,
+              "destroy ran after the close (from another thread, a loop dispatching) returned:%s "
+              "\"once the close returns, no callback of that object runs\"", msg);
 }
 
 /* ---- Re-entrancy from inside callbacks ------------------------------------------ */
