@@ -14,6 +14,7 @@
 // that turns a panic into GWIPC_E_INTERNAL, argument checks, the work, and
 // the mapping of its error to a code. Handles come from the registry in
 // internal/handles.
+//
 // Pointer parameters are turned into integers at once and userdata is kept
 // as an integer (C.uintptr_t): C may pass any value there, and a small
 // integer held in a Go pointer would crash the runtime's stack copier.
@@ -36,7 +37,6 @@ import "C"
 import (
 	"context"
 	"errors"
-	"fmt"
 	"math"
 	"time"
 	"unsafe"
@@ -60,23 +60,15 @@ const (
 	kindCall
 )
 
-// registry holds every live handle of the process.
-var registry = mustRegistry()
-
-func mustRegistry() *handles.Registry {
-	r, err := handles.New()
-	if err != nil {
-		// Without address space for handles nothing can work; a load-time
-		// panic is the only report possible (no function has run yet).
-		panic(err)
-	}
-	return r
-}
+// registry holds every live handle of the process. It is nil if no
+// address space could be reserved for handles: then no handle is ever
+// made (GWIPC_E_NOMEM) and the process goes on.
+var registry, _ = handles.New()
 
 // run is the frame of every exported function that returns a code: a
-// recover that turns a panic into GWIPC_E_INTERNAL, and the mapping of body's error to a code (also written to *errp, as far as its
-// struct_size reaches, when errp is not NULL). body returns a count (>= 0)
-// or an error.
+// recover that turns a panic into GWIPC_E_INTERNAL, and the mapping of
+// body's error to a code (also written to *errp, as far as its struct_size
+// reaches, when errp is not NULL). body returns a count (>= 0) or an error.
 func run(errp *C.gwipc_error, body func() (int, error)) (rc C.int) {
 	var err error
 	var n int
@@ -279,24 +271,3 @@ func closeChild(h unsafe.Pointer, k handles.Kind) {
 		c.close()
 	})
 }
-
-// cErr views an error as the plain values a callback's gwipc_error is
-// built from, with its message for C (non-empty, so never NULL).
-func cErr(err error) (C.capi_err, *C.char, C.size_t) {
-	d := describe(err)
-	msg := err.Error()
-	if msg == "" {
-		msg = "error"
-	}
-	e := C.capi_err{code: d.code, app_code: C.int32_t(d.app), status: C.uint16_t(d.status), sys_errno: C.int32_t(d.errno)}
-	return e, (*C.char)(unsafe.Pointer(unsafe.StringData(msg))), C.size_t(len(msg))
-}
-
-// errNull and errBadHandle are the handle errors.
-var (
-	errNull      = codeErr(C.GWIPC_E_INVAL, "NULL handle or argument")
-	errBadHandle = codeErr(C.GWIPC_E_BADHANDLE, "stale, closed or wrong kind of handle")
-)
-
-// panicError is the error of a recovered panic.
-func panicError(p any) error { return codeErr(C.GWIPC_E_INTERNAL, fmt.Sprintf("panic: %v", p)) }

@@ -8,7 +8,9 @@ import "C"
 import (
 	"context"
 	"errors"
+	"fmt"
 	"syscall"
+	"unsafe"
 
 	"github.com/gwipc/gwipc/engine"
 	"github.com/gwipc/gwipc/shm"
@@ -161,3 +163,24 @@ func setError(errp *C.gwipc_error, err error) {
 // errorName is the name of a code, from the header's list (used by the
 // tests, which cannot use cgo themselves).
 func errorName(code C.int) string { return C.GoString(C.gwipc_error_name(code)) }
+
+// cErr views an error as the plain values a callback's gwipc_error is
+// built from, with its message for C (non-empty, so never NULL).
+func cErr(err error) (C.capi_err, *C.char, C.size_t) {
+	d := describe(err)
+	msg := err.Error()
+	if msg == "" {
+		msg = "error"
+	}
+	e := C.capi_err{code: d.code, app_code: C.int32_t(d.app), status: C.uint16_t(d.status), sys_errno: C.int32_t(d.errno)}
+	return e, (*C.char)(unsafe.Pointer(unsafe.StringData(msg))), C.size_t(len(msg))
+}
+
+// errNull and errBadHandle are the handle errors.
+var (
+	errNull      = codeErr(C.GWIPC_E_INVAL, "NULL handle or argument")
+	errBadHandle = codeErr(C.GWIPC_E_BADHANDLE, "stale, closed or wrong kind of handle")
+)
+
+// panicError is the error of a recovered panic.
+func panicError(p any) error { return codeErr(C.GWIPC_E_INTERNAL, fmt.Sprintf("panic: %v", p)) }

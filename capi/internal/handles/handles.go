@@ -39,7 +39,8 @@ var reservations = []uintptr{1 << 36, 1 << 32, 1 << 28, 1 << 24}
 // tagBase marks the check word of caller-stored structs ("gwipc" << 16).
 const tagBase = 0x6777697063 << 16
 
-// Registry maps serials to entries. Safe for concurrent use.
+// Registry maps serials to entries. Safe for concurrent use. A nil
+// *Registry has no handles and makes none (Add returns 0).
 type Registry struct {
 	mem  []byte // the PROT_NONE reservation
 	base unsafe.Pointer
@@ -76,6 +77,9 @@ func New() (*Registry, error) {
 // Add registers obj and returns its new serial, or 0 once the reservation
 // is used up.
 func (r *Registry) Add(kind Kind, obj any) uint64 {
+	if r == nil {
+		return 0
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.next+1 >= uint64(len(r.mem)) {
@@ -94,6 +98,9 @@ func (r *Registry) Pointer(serial uint64) unsafe.Pointer {
 // Serial is the serial a handle value names, or 0 if it is outside the
 // reservation (NULL included).
 func (r *Registry) Serial(addr uintptr) uint64 {
+	if r == nil {
+		return 0
+	}
 	base := uintptr(r.base)
 	if addr <= base || addr-base >= uintptr(len(r.mem)) {
 		return 0
@@ -112,6 +119,9 @@ type Ref struct {
 
 // Acquire takes a reference on serial's entry if it is open and of kind k.
 func (r *Registry) Acquire(serial uint64, k Kind) (Ref, bool) {
+	if r == nil {
+		return Ref{}, false
+	}
 	r.mu.RLock()
 	defer r.mu.RUnlock()
 	e := r.entries[serial]
@@ -138,6 +148,9 @@ func (ref Ref) Release() {
 // done (may be nil) runs with the object once no reference is held: at
 // once, or in the last Release.
 func (r *Registry) Close(serial uint64, k Kind, done func(any)) (any, bool) {
+	if r == nil {
+		return nil, false
+	}
 	r.mu.Lock()
 	e := r.entries[serial]
 	if e == nil || e.kind != k {
@@ -160,15 +173,11 @@ func (e *entry) finish() {
 	}
 }
 
-// Len is the number of open handles.
-func (r *Registry) Len() int {
-	r.mu.RLock()
-	defer r.mu.RUnlock()
-	return len(r.entries)
-}
-
 // Issued reports whether serial was ever issued (it may be closed since).
 func (r *Registry) Issued(serial uint64) bool {
+	if r == nil {
+		return false
+	}
 	r.mu.RLock()
 	defer r.mu.RUnlock()
 	return serial != 0 && serial <= r.next

@@ -15,6 +15,13 @@ const (
 	kindB
 )
 
+// open is the number of open handles.
+func open(r *Registry) int {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return len(r.entries)
+}
+
 func newRegistry(t *testing.T) *Registry {
 	t.Helper()
 	r, err := New()
@@ -45,7 +52,7 @@ func TestSerialsAreNeverReused(t *testing.T) {
 		_, ok := r.Close(s, kindA, nil)
 		require.True(t, ok)
 	}
-	assert.Zero(t, r.Len())
+	assert.Zero(t, open(r))
 }
 
 func TestAcquireChecksKindAndState(t *testing.T) {
@@ -123,5 +130,16 @@ func TestConcurrentAcquireAndClose(t *testing.T) {
 	})
 	wg.Wait()
 	assert.Equal(t, int32(handles), finished.Load(), "every finaliser ran exactly once")
-	assert.Zero(t, r.Len())
+	assert.Zero(t, open(r))
+}
+
+func TestNilRegistryHasNoHandles(t *testing.T) {
+	var r *Registry
+	assert.Zero(t, r.Add(kindA, "x"))
+	assert.Zero(t, r.Serial(12345))
+	_, ok := r.Acquire(1, kindA)
+	assert.False(t, ok)
+	_, ok = r.Close(1, kindA, nil)
+	assert.False(t, ok)
+	assert.False(t, r.Issued(1))
 }
