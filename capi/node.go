@@ -93,8 +93,7 @@ func (st *node) forget(r *reg) bool {
 	return r.cancel()
 }
 
-// destroyNow runs r's destroy now (inside a dispatch, after r's last
-// callback).
+// destroyNow runs r's destroy now, after r's last callback.
 func (st *node) destroyNow(r *reg) {
 	st.mu.Lock()
 	delete(st.regs, r)
@@ -129,16 +128,29 @@ func (st *node) runDue() {
 	}
 }
 
-// end stops o's callbacks, waits for one in progress (unless called from
-// it) and retires its registration.
-func (st *node) end(o *owner) {
+// end stops the callbacks of o (and of its registrations regs) and runs
+// their destroys after the last one. Called from another thread it waits
+// for a callback of o in progress and runs them inside the close; called
+// from one of the node's callbacks (then the last of o's), they run in the
+// next dispatch.
+func (st *node) end(o *owner, regs ...*reg) {
 	if !o.end() {
 		return
 	}
-	if !st.onLoop() {
-		o.waitCallback()
+	for _, r := range regs {
+		r.end()
 	}
-	st.retire(&o.reg)
+	regs = append(regs, &o.reg)
+	if st.onLoop() {
+		for _, r := range regs {
+			st.retire(r)
+		}
+		return
+	}
+	o.waitCallback()
+	for _, r := range regs {
+		st.destroyNow(r)
+	}
 }
 
 // addChild registers a child object (offer, proxy, finder) and returns its

@@ -41,17 +41,17 @@ func (p *proxy) handle() *C.gwipc_proxy { return (*C.gwipc_proxy)(registry.Point
 func (p *proxy) node() *node { return p.st }
 
 // close ends the proxy and its subscriptions (calls in flight complete
-// with GWIPC_E_CLOSED).
+// with GWIPC_E_CLOSED, in a dispatch).
 func (p *proxy) close() {
 	p.px.Close()
 	p.mu.Lock()
-	subs := p.subs
+	regs := make([]*reg, 0, len(p.subs))
+	for _, s := range p.subs {
+		regs = append(regs, &s.reg)
+	}
 	p.subs = nil
 	p.mu.Unlock()
-	p.st.end(&p.owner)
-	for _, s := range subs {
-		p.st.retire(&s.reg)
-	}
+	p.st.end(&p.owner, regs...)
 }
 
 func (p *proxy) availability(up bool) {
