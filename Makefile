@@ -7,25 +7,67 @@ BENCHTIME ?= 2s
 # staticcheck 2026.2.2, installed by make tools and run by make lint
 STATICCHECK := v0.8.2
 
-.PHONY: all build test run lint bench fuzz clean help tools
+# The C library: libgwipc.so.1 (SONAME), exporting only gwipc_* (the
+# version script's path must be absolute: the external linker runs in a
+# temporary directory).
+LIB_LDFLAGS := -extldflags '-Wl,-soname,libgwipc.so.1 -Wl,--version-script=$(abspath capi/libgwipc.map)'
+
+.PHONY: all build build-cgocheck2 abi-check guard test run lint bench fuzz clean help tools
 
 all: build
 
 help:
-	@echo "make build  - build everything into $(BUILD)/ (the gwipc CLI)"
-	@echo "make test   - vet, then all tests with -race"
+	@echo "make build  - build everything into $(BUILD)/ (the gwipc CLI, libgwipc.so.1 and its libgwipc.so link)"
+	@echo "make build-cgocheck2 - libgwipc.so.1 with GOEXPERIMENT=cgocheck2 into $(BUILD)/cgocheck2/"
+	@echo "make abi-check - the functions include/gwipc.h declares are exactly what libgwipc.so.1 exports"
+	@echo "make guard  - regenerate capi/guard.c (the exported C functions) from include/gwipc.h"
+	@echo "make test   - lint, abi-check, then all tests with -race"
 	@echo "make run    - the demo: a provider and a consumer process exchanging events"
 	@echo "make bench  - benchmarks: gwipc vs a raw Unix-socket baseline, ratios and allocations"
 	@echo "make fuzz   - run every fuzz target for FUZZTIME (default 20s) each"
-		@echo "make lint   - gofmt, go vet and (if installed) staticcheck"
-		@echo "make clean  - remove $(BUILD)/"
+	@echo "make lint   - gofmt, go vet and (if installed) staticcheck"
+	@echo "make clean  - remove $(BUILD)/"
 	@echo "make tools  - install the pinned staticcheck that make lint runs"
 
-build:
-	@mkdir -p $(BUILD)
-	$(GO) build $(GOFLAGS) -o $(BUILD)/gwipc ./cmd/gwipc
+# Everything the CLI and the library are built from.
+SRCS := $(shell git ls-files --cached --others --exclude-standard '*.go' 2>/dev/null) go.mod go.sum \
+        $(wildcard capi/*.c capi/*.h) capi/libgwipc.map include/gwipc.h
 
-test: lint
+# $(call build-lib,ENV): libgwipc.so.1 into the target's directory, built
+# with ENV. cgo's generated header is not shipped (the header is
+# include/gwipc.h).
+define build-lib
+	@mkdir -p $(@D)
+	$(1) $(GO) build $(GOFLAGS) -buildmode=c-shared -trimpath -ldflags "$(LIB_LDFLAGS)" -o $@ ./capi
+	rm -f $(@D)/libgwipc.so.h
+endef
+
+build: $(BUILD)/gwipc $(BUILD)/libgwipc.so
+
+$(BUILD)/gwipc: $(SRCS)
+	@mkdir -p $(@D)
+	$(GO) build $(GOFLAGS) -o $@ ./cmd/gwipc
+
+$(BUILD)/libgwipc.so.1: $(SRCS)
+	$(call build-lib,)
+
+# The library with cgo's full pointer checks, for the C tests.
+$(BUILD)/cgocheck2/libgwipc.so.1: $(SRCS)
+	$(call build-lib,GOEXPERIMENT=cgocheck2)
+
+%/libgwipc.so: %/libgwipc.so.1
+	ln -sf libgwipc.so.1 $@
+
+build-cgocheck2: $(BUILD)/cgocheck2/libgwipc.so
+
+abi-check: $(BUILD)/libgwipc.so.1
+	sh capi/abi-check.sh include/gwipc.h $(BUILD)/libgwipc.so.1 capi
+
+# Regenerates capi/guard.c (the exported functions) after a header change.
+guard:
+	sh capi/gen-guard.sh include/gwipc.h capi/errors.c > capi/guard.c
+
+test: lint abi-check
 	$(GO) test $(GOFLAGS) -race -count=1 -timeout 15m $(PKGS)
 
 run: build
@@ -34,7 +76,7 @@ run: build
 lint:
 	@out=$$(gofmt -l $$(git ls-files --cached --others --exclude-standard '*.go' 2>/dev/null || find . -name '*.go')); \
 	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
-		$(GO) vet $(PKGS)
+	$(GO) vet $(PKGS)
 	@if command -v staticcheck >/dev/null; then echo staticcheck $(PKGS); staticcheck $(PKGS); \
 		else echo "staticcheck not installed (make tools): skipped"; fi
 
@@ -54,3 +96,6 @@ clean:
 
 tools:
 	GOFLAGS= $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK)
+
+# The C examples and the C test suite (c-examples, c-test, install, ...).
+-include examples/c/examples.mk
