@@ -71,6 +71,15 @@ type Node struct {
 	rings       []*peer    // peers whose hot messages come through rings
 	slotWaiters int        // LoanWait and PublishWait calls blocked for a free slot
 
+	// adaptive spin (spin.go)
+	cpus       uint64        // the CPUs this process may run on
+	spin       time.Duration // the current budget
+	spinSkips  int           // parks without a spin since the budget decayed
+	spinning   bool          // a dispatch polls spinSet without the lock
+	spinSet    []*ringLink   // the rings a spin polls (kept mapped meanwhile)
+	lateUnmaps []*ringLink   // rings closed while spinning, unmapped after
+	wakes      atomic.Uint64 // Wake calls, so a spin notices posted work
+
 	callbacks  []callback
 	wakeNeeded bool
 	timerAt    time.Time // when the timerfd is armed to fire (zero: disarmed)
@@ -225,6 +234,7 @@ func newNode(cfg *Config) (*Node, error) {
 		events:   make([]transport.Event, 64),
 		rbuf:     make([]byte, c.MaxPacket),
 		logLimit: newLogLimiter(),
+		cpus:     cpuMask(),
 	}
 	return n, nil
 }
@@ -263,15 +273,25 @@ func (n *Node) dispatchStep(timeout time.Duration) (events, ran int, more bool, 
 	if len(n.callbacks) > 0 || n.more {
 		timeout = 0
 	}
-	parked := timeout != 0 && len(n.rings) > 0
+	k := -1 // poller events not taken yet
+	if timeout != 0 {
+		if found, spun := n.spinBeforeParking(); spun > 0 {
+			k = spun
+		} else if found {
+			timeout = 0
+		}
+	}
+	parked := k < 0 && timeout != 0 && len(n.rings) > 0
 	if parked && n.park() {
 		timeout = 0 // entries came while we announced the park
 	}
 	n.mu.Unlock()
 
-	k, err := n.poller.Wait(n.events, timeout)
-	if err != nil && !errors.Is(err, transport.ErrClosed) {
-		return 0, 0, false, fmt.Errorf("engine: waiting for events: %w", err)
+	if k < 0 {
+		var err error
+		if k, err = n.poller.Wait(n.events, timeout); err != nil && !errors.Is(err, transport.ErrClosed) {
+			return 0, 0, false, fmt.Errorf("engine: waiting for events: %w", err)
+		}
 	}
 
 	n.mu.Lock()
@@ -370,17 +390,8 @@ func (n *Node) runCallbacks() (ran int) {
 			// A copy: batch is n.run's array, reused for the next batch.
 			n.callbacks = append(slices.Clone(batch[ran+1:]), n.callbacks...)
 		}
-		n.batching = true
 		n.acknowledgeLateCalls()
-		for _, s := range n.toRelease {
-			if !s.kept {
-				s.releaseLocked()
-			}
-		}
-		clear(n.toRelease)
-		n.toRelease = n.toRelease[:0]
-		n.batching = false
-		n.flushDirty()
+		n.releaseBatch()
 		n.lastMore = n.more || len(n.callbacks) > 0
 		clear(batch)
 		if cap(n.run) > retainCallbacks {
@@ -399,7 +410,9 @@ func (n *Node) runCallbacks() (ran int) {
 		switch {
 		case cb.sample != nil:
 			n.toRelease = append(n.toRelease, cb.sample)
-			cb.sample.deliver()
+			if cb.sample.deliver() {
+				n.releaseNow() // through a ring the slot goes back at once, for free
+			}
 		case cb.call.b != nil:
 			n.runCall(cb.call, cb.ffPayload)
 		case cb.completed != nil:
@@ -411,6 +424,28 @@ func (n *Node) runCallbacks() (ran int) {
 	}
 	finished = true
 	return ran
+}
+
+// releaseNow gives back the samples of the batch so far that were not kept.
+func (n *Node) releaseNow() {
+	n.mu.Lock()
+	n.releaseBatch()
+	n.unlock()
+}
+
+// releaseBatch gives back the batch's samples that were not kept, in one
+// batch of consumes. Called with n.mu held.
+func (n *Node) releaseBatch() {
+	n.batching = true
+	for _, s := range n.toRelease {
+		if !s.kept {
+			s.releaseLocked()
+		}
+	}
+	clear(n.toRelease)
+	n.toRelease = n.toRelease[:0]
+	n.batching = false
+	n.flushDirty()
 }
 
 // Run dispatches until ctx is done or the node is closed. It returns nil
@@ -640,6 +675,7 @@ func (n *Node) unlock() {
 	n.mu.Unlock()
 	n.emitLogs(logs)
 	if wake {
+		n.wakes.Add(1)
 		n.poller.Wake()
 	}
 }

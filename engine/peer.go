@@ -216,6 +216,7 @@ type peerStats struct {
 	StaleHandles            uint64 // messages for bindings already torn down (benign races)
 	PolicyRejections        uint64
 	QuotaHits               uint64
+	RingWakes               uint64 // eventfd writes to wake the peer, parked on its ring
 }
 
 // poolHint returns the geometry p asked for (for the instance, else for every

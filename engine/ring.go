@@ -42,7 +42,7 @@ const (
 	ctlHead     = 128 // u64: entries of the peer's ring this side has taken
 	ctlParked   = 192 // u64: bit 0 this side waits for the peer's entries; bits 32.. the park epoch
 	ctlSlotWait = 256 // u64: this side has callers waiting for a free pool slot
-	ctlCPU      = 320 // u64: the CPU this side's dispatcher last ran on, plus one (0: unknown)
+	ctlCPU      = 320 // u64: the CPUs (0..63) this side may run on, a bit each (0: unknown)
 	ctlSize     = 4096
 
 	ringMagic = 0x31676e7263707767 // "gwpcrng1"
@@ -97,6 +97,7 @@ func (n *Node) startRing(p *peer) error {
 	l := &ringLink{own: seg, ownMem: seg.Bytes(), wakeFD: wake, token: p.token | ringTokenBit, entries: entries, peerWakeFD: -1}
 	word(l.ownMem, ctlMagic).Store(ringMagic)
 	*(*uint32)(unsafe.Pointer(&l.ownMem[8])) = uint32(entries)
+	word(l.ownMem, ctlCPU).Store(n.cpus)
 	if err := n.poller.Add(wake, l.token, false); err != nil {
 		seg.Close()
 		unix.Close(wake)
@@ -182,11 +183,22 @@ func (n *Node) closeRing(p *peer) {
 	n.rings = slices.DeleteFunc(n.rings, func(q *peer) bool { return q == p })
 	n.poller.Remove(l.wakeFD)
 	unix.Close(l.wakeFD)
-	l.own.Close()
 	if l.peer != nil {
 		p.mapped -= int64(ringSize(l.peerEntries))
-		shm.UnmapSegment(l.peer)
 		unix.Close(l.peerWakeFD)
+	}
+	if n.spinning {
+		n.lateUnmaps = append(n.lateUnmaps, l) // a spinning dispatch may read it
+		return
+	}
+	l.unmap()
+}
+
+// unmap unmaps both halves of the rings.
+func (l *ringLink) unmap() {
+	l.own.Close()
+	if l.peer != nil {
+		shm.UnmapSegment(l.peer)
 	}
 }
 
@@ -271,6 +283,7 @@ func (p *peer) flushRing() {
 		l.wokenEpoch = parked >> 32
 		l.counter = [8]byte{1} // adds one to the counter: any count wakes the reader
 		unix.Write(l.peerWakeFD, l.counter[:])
+		p.stats.RingWakes++
 	}
 }
 

@@ -137,10 +137,13 @@ func (r *sampleRec) releaseLocked() {
 }
 
 // deliver runs the subscription's handler for r, on the dispatching
-// goroutine. The dispatcher releases r afterwards unless it was kept.
-func (r *sampleRec) deliver() {
+// goroutine. The dispatcher releases r afterwards unless it was kept; it
+// reports whether r came through a ring (whose consumes cost no system
+// call, so it is worth releasing at once).
+func (r *sampleRec) deliver() (viaRing bool) {
 	n := r.n
 	n.mu.Lock()
+	viaRing = r.b.peer.ring.ready()
 	var handler func(Sample)
 	if px := r.b.proxy; !px.closed {
 		if sub := px.subs[r.event]; sub != nil {
@@ -154,6 +157,7 @@ func (r *sampleRec) deliver() {
 	if handler != nil {
 		handler(s)
 	}
+	return viaRing
 }
 
 // newSample takes a record for a delivery, with a new generation. Called

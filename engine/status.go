@@ -55,7 +55,8 @@ type PeerStatus struct {
 	UID              uint32    `json:"uid"`
 	GID              uint32    `json:"gid"`
 	State            string    `json:"state"`
-	Ring             bool      `json:"ring"` // hot messages go through shared-memory rings
+	Ring             bool      `json:"ring"`       // hot messages go through shared-memory rings
+	RingWakes        uint64    `json:"ring_wakes"` // times this node woke the peer, parked on its ring
 	Since            time.Time `json:"since"`
 	QueuedBytes      int       `json:"queued_bytes"`
 	PacketsIn        uint64    `json:"packets_in"`
@@ -161,7 +162,7 @@ func (n *Node) Status() Status {
 	}
 	for _, p := range n.peers {
 		ps := PeerStatus{ID: p.pub.id, Name: p.pub.name, PID: int(p.pub.cred.PID), UID: p.pub.cred.UID, GID: p.pub.cred.GID,
-			State: p.state.String(), Ring: p.ring.ready(), Since: p.since, QueuedBytes: p.queued,
+			State: p.state.String(), Ring: p.ring.ready(), RingWakes: p.stats.RingWakes, Since: p.since, QueuedBytes: p.queued,
 			PacketsIn: p.stats.PacketsIn, PacketsOut: p.stats.PacketsOut, MessagesIn: p.stats.MessagesIn, MessagesOut: p.stats.MessagesOut,
 			BytesIn: p.stats.BytesIn, BytesOut: p.stats.BytesOut, UpdatesDropped: p.stats.UpdatesDropped, StaleHandles: p.stats.StaleHandles,
 			PolicyRejections: p.stats.PolicyRejections, QuotaHits: p.stats.QuotaHits,
