@@ -21,7 +21,7 @@ help:
 	@echo "make build-cgocheck2 - libgwipc.so.1 with GOEXPERIMENT=cgocheck2 into $(BUILD)/cgocheck2/"
 	@echo "make abi-check - the functions include/gwipc.h declares are exactly what libgwipc.so.1 exports"
 	@echo "make guard  - regenerate capi/guard.c (the exported C functions) from include/gwipc.h"
-	@echo "make test   - lint, abi-check, then all tests with -race"
+	@echo "make test   - lint, abi-check, all Go tests with -race, the C suites (also against the cgocheck2 build), install + pkg-config"
 	@echo "make run    - the demo: a provider and a consumer process exchanging events"
 	@echo "make bench  - benchmarks: gwipc vs a raw Unix-socket baseline, ratios and allocations"
 	@echo "make fuzz   - run every fuzz target for FUZZTIME (default 20s) each"
@@ -42,7 +42,7 @@ define build-lib
 	rm -f $(@D)/libgwipc.so.h
 endef
 
-build: $(BUILD)/gwipc $(BUILD)/libgwipc.so
+build: $(BUILD)/gwipc $(BUILD)/libgwipc.so c-examples
 
 $(BUILD)/gwipc: $(SRCS)
 	@mkdir -p $(@D)
@@ -69,6 +69,7 @@ guard:
 
 test: lint abi-check
 	$(GO) test $(GOFLAGS) -race -count=1 -timeout 15m $(PKGS)
+	$(MAKE) c-test c-test-cgocheck2 c-install-test
 
 run: build
 	$(BUILD)/gwipc demo

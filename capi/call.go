@@ -7,7 +7,6 @@ import "C"
 
 import (
 	"errors"
-	"reflect"
 
 	"github.com/gwipc/gwipc/engine"
 )
@@ -17,26 +16,8 @@ import (
 type received struct {
 	c      engine.Call
 	st     *node
-	key    callKey
+	key    engine.CallKey
 	serial uint64
-}
-
-// callKey identifies a received call: its binding and invocation id.
-// engine.Call exports no identity, and on_cancel must name the call on_call
-// named, so callKeyOf reads the two unexported fields (reflect may read
-// them); TestCallKeyOf fails if the engine renames them.
-type callKey struct {
-	binding uintptr
-	id      uint64
-}
-
-func callKeyOf(c engine.Call) callKey {
-	v := reflect.ValueOf(c)
-	b, id := v.FieldByName("b"), v.FieldByName("id")
-	if !b.IsValid() || !id.IsValid() {
-		return callKey{}
-	}
-	return callKey{binding: b.Pointer(), id: id.Uint()}
 }
 
 // answered forgets the call: its handle goes stale.
@@ -58,7 +39,7 @@ func (of *offer) call(c engine.Call) {
 		return
 	}
 	defer of.leave()
-	r := &received{c: c, st: of.st, key: callKeyOf(c)}
+	r := &received{c: c, st: of.st, key: c.Key()}
 	serial, err := addHandle(kindCall, r)
 	if err != nil {
 		if !ff {
@@ -82,7 +63,7 @@ func (of *offer) call(c engine.Call) {
 // cancelled hands on_cancel the call on_call got (nothing if it was
 // answered meanwhile).
 func (of *offer) cancelled(c engine.Call) {
-	key := callKeyOf(c)
+	key := c.Key()
 	of.st.mu.Lock()
 	serial := of.st.calls[key]
 	of.st.mu.Unlock()

@@ -45,9 +45,9 @@ type node struct {
 	due      []*reg                  // ended registrations whose destroy is due
 	children map[uint64]handles.Kind // handles of the node's offers, proxies, finders
 	peers    map[uint64]*peerRec
-	calls    map[callKey]uint64 // received calls not answered, to their handles
-	stopRun  context.CancelFunc // ends the running gwipc_node_run or run thread
-	runDone  chan struct{}      // closed when it has returned
+	calls    map[engine.CallKey]uint64 // received calls not answered, to their handles
+	stopRun  context.CancelFunc        // ends the running gwipc_node_run or run thread
+	runDone  chan struct{}             // closed when it has returned
 
 	// The delivery in progress (touched only on the loop thread).
 	deliveries uint64
@@ -336,7 +336,7 @@ func openNode(path C.capi_cstr, cfg C.capi_cconfig, out **C.gwipc_node, errp *C.
 			}
 		}
 		st := &node{res: res, regs: map[*reg]struct{}{}, children: map[uint64]handles.Kind{},
-			peers: map[uint64]*peerRec{}, calls: map[callKey]uint64{}}
+			peers: map[uint64]*peerRec{}, calls: map[engine.CallKey]uint64{}}
 		ec := st.engineConfig()
 		n, err := open(p, &ec)
 		if err != nil {

@@ -38,6 +38,17 @@ type pendingRequest struct {
 	cancelled bool
 }
 
+// CallKey identifies a received call among all the calls a node has
+// received: comparable, so usable as a map key. The Call handed to
+// OnCancel has the key of the one OnCall got.
+type CallKey struct {
+	b  *provBinding
+	id uint64
+}
+
+// Key returns the call's identity.
+func (c Call) Key() CallKey { return CallKey{c.b, c.id} }
+
 // Method is the method id.
 func (c Call) Method() uint16 { return c.method }
 

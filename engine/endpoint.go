@@ -100,8 +100,9 @@ func (t *commandTable) names() []string {
 // (see Config.StatusPath): a request whose first word is name goes to h,
 // which writes its response to w. h runs inside Dispatch, on the
 // dispatching goroutine, like every callback; its response (at most 16 MiB)
-// is sent once it returns. A request waits at most 10 s for the node to be
-// dispatched and the command to finish; then the client gets no response.
+// is sent once it returns. If h returns an error, or the request waits more
+// than 10 s for the node to be dispatched and the command to finish, the
+// client gets no response (the reply is cut short: simpleipc.ErrTruncated).
 // A built-in command (ping, version, status, help) may be replaced once.
 // It fails with ErrInvalidConfig for a node without an endpoint, a nil h or
 // a name that is empty, longer than 64 bytes or has spaces or control
@@ -204,7 +205,8 @@ func (n *Node) runCommand(ctx context.Context, h simpleipc.Handler, req []byte, 
 		}
 	}
 	if job.err != nil {
-		return job.err
+		// The client must not take a failed command's output for an answer.
+		return fmt.Errorf("%w: %w", simpleipc.ErrAbort, job.err)
 	}
 	_, err = w.Write(job.out.Bytes())
 	return err

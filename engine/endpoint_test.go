@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"os"
 	"path/filepath"
@@ -91,4 +92,18 @@ func TestStatusEndpointInUseFailsTheNode(t *testing.T) {
 	listen(t, path, &Config{StatusPath: statusPath})
 	_, err := Dial(path, &Config{StatusPath: statusPath})
 	assert.ErrorIs(t, err, simpleipc.ErrInUse)
+}
+
+// A failing application command reaches the client as a reply cut short,
+// never as an empty or partial answer that looks complete.
+func TestFailingCommandIsNotAnAnswer(t *testing.T) {
+	path := socketPath(t)
+	statusPath := filepath.Join(filepath.Dir(path), "status")
+	n := listen(t, path, &Config{StatusPath: statusPath})
+	require.NoError(t, n.HandleCommand("fail", func(ctx context.Context, req []byte, w io.Writer) error {
+		io.WriteString(w, "half an answer")
+		return errors.New("it went wrong")
+	}))
+	_, err := simpleipc.Send(context.Background(), statusPath, []byte("fail"), nil)
+	assert.ErrorIs(t, err, simpleipc.ErrTruncated)
 }

@@ -231,3 +231,34 @@ func TestAppErrorCode(t *testing.T) {
 	assert.ErrorIs(t, &CallError{Status: StatusUnknownMethod}, ErrUnknownMethod)
 	assert.NotErrorIs(t, &CallError{App: true, Code: 9}, ErrUnknownMethod)
 }
+
+// The Call handed to OnCancel has the Key of the one OnCall received, and
+// other calls other keys (a C or Python layer matches them by it).
+func TestCallKeyNamesTheCallAcrossCallbacks(t *testing.T) {
+	path := socketPath(t)
+	calls, cancels := make(chan Call, 2), make(chan Call, 1)
+	l := listen(t, path, nil)
+	_, err := l.Offer(sensor, &OfferConfig{Methods: 1,
+		OnCall:   func(c Call) { calls <- c },
+		OnCancel: func(c Call) { cancels <- c }})
+	require.NoError(t, err)
+	d := dial(t, path, nil)
+	px, err := d.Require(sensor, nil)
+	require.NoError(t, err)
+	eventually(t, px.Available, "available")
+	done := func(Reply, error) {}
+	first, err := px.CallAsync(0, []byte("a"), CallOptions{}, done)
+	require.NoError(t, err)
+	_, err = px.CallAsync(0, []byte("b"), CallOptions{}, done)
+	require.NoError(t, err)
+	a, b := recvWithin(t, calls, "call a"), recvWithin(t, calls, "call b")
+	if string(a.Data()) != "a" {
+		a, b = b, a
+	}
+	require.True(t, first.Cancel())
+	c := recvWithin(t, cancels, "cancel")
+	assert.Equal(t, a.Key(), c.Key(), "the cancelled call has the key of the call it cancels")
+	assert.NotEqual(t, a.Key(), b.Key())
+	assert.NoError(t, b.Reply(nil))
+	assert.ErrorIs(t, a.Reply(nil), ErrCancelled)
+}

@@ -270,6 +270,7 @@ func (n *Node) dispatchStep(timeout time.Duration) (events, ran int, more bool, 
 		n.mu.Unlock()
 		return 0, 0, false, ErrClosed
 	}
+	n.unpark() // parked since the last dispatch returned
 	if len(n.callbacks) > 0 || n.more {
 		timeout = 0
 	}
@@ -392,6 +393,7 @@ func (n *Node) runCallbacks() (ran int) {
 		}
 		n.acknowledgeLateCalls()
 		n.releaseBatch()
+		n.parkUntilNextDispatch()
 		n.lastMore = n.more || len(n.callbacks) > 0
 		clear(batch)
 		if cap(n.run) > retainCallbacks {

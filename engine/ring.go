@@ -30,7 +30,9 @@ import (
 //
 // A writer wakes the reader (writes its eventfd, which is in the reader's
 // poller) only when the reader has announced that it is parked, at most once
-// per park. Consumes never wake a reader unless it has callers waiting for a
+// per park. A node is parked whenever it is not inside a dispatch (the
+// application may be waiting on Fd in its own loop) and while a dispatch
+// waits in epoll_wait. Consumes never wake a reader unless it has callers waiting for a
 // free slot: a provider takes them lazily, in its next dispatch or when it
 // needs a slot.
 
@@ -375,6 +377,19 @@ func (n *Node) park() (pending bool) {
 		w.Store((w.Load()>>32+1)<<32 | 1)
 	}
 	return n.ringsPending()
+}
+
+// parkUntilNextDispatch announces the park as a dispatch returns: the
+// application may now wait on Fd in its own loop, and ring writers must
+// wake it. Entries that came meanwhile make Fd readable at once. Called with
+// n.mu held.
+func (n *Node) parkUntilNextDispatch() {
+	if len(n.rings) == 0 {
+		return
+	}
+	if n.park() {
+		n.wakeNeeded = true // n.unlock wakes the poller: Fd is readable
+	}
 }
 
 // unpark withdraws the announcement. Called with n.mu held.

@@ -497,7 +497,7 @@ GWIPC_API int gwipc_node_get_peer_userdata(gwipc_node *node, gwipc_peer_id peer,
  * A request whose first word is name goes to cb with the whole request
  * (borrowed for the call) and a writer for the response (borrowed for the
  * call). cb runs inside dispatch; return 0 on success, non-zero to fail the
- * request (the client gets no response). A request waits at most 10 s for a
+ * request (the client sees the reply cut short: GWIPC_E_SIPC_TRUNCATED). A request waits at most 10 s for a
  * dispatch; responses are at most 16 MiB. */
 typedef int (*gwipc_command_cb)(void *userdata, const void *request, size_t len, gwipc_writer *w);
 

@@ -59,6 +59,12 @@ var (
 	// then the server stops accepting, drops queued connections, lets the
 	// conversations in progress finish and removes its socket.
 	ErrQuit = errors.New("simpleipc: quit requested by handler")
+
+	// ErrAbort may be returned (or wrapped) by a [Handler] whose reply must
+	// not look complete: the connection is closed without the flush
+	// packet, so the client gets [ErrTruncated] instead of what was
+	// written. It is counted in [Stats].Errors like any handler error.
+	ErrAbort = errors.New("simpleipc: reply aborted by handler")
 )
 
 // ProtocolError describes a malformed packet header. It matches

@@ -41,8 +41,9 @@ var stolenCheckInterval = 60 * time.Second
 //
 // A non-nil error other than [ErrQuit] is logged and counted in
 // [Stats].Errors; the client still gets the flush packet, so return an
-// error after writing an error text if the client should see one. [ErrQuit]
-// asks the server to stop once this reply is flushed.
+// error after writing an error text if the client should see one, or
+// [ErrAbort] if it must see the reply cut short. [ErrQuit] asks the server
+// to stop once this reply is flushed.
 //
 // ctx is cancelled when the server is closed forcefully ([Server.Close], or
 // [Server.Shutdown] whose context ended); a handler that runs long must
@@ -485,6 +486,9 @@ func (s *Server) serveConn(c *net.UnixConn) {
 	if herr != nil && !errors.Is(herr, ErrQuit) {
 		s.errs.Add(1)
 		s.logClient(slog.LevelWarn, "simpleipc: handler error", slog.Any("err", herr))
+		if errors.Is(herr, ErrAbort) {
+			return // no flush: the client sees the reply cut short
+		}
 	}
 	if err := pw.Flush(); err != nil {
 		s.errs.Add(1)

@@ -949,3 +949,16 @@ func TestClientContextCancelsConversation(t *testing.T) {
 	require.ErrorIs(t, err, context.DeadlineExceeded)
 	require.NoError(t, s.Close())
 }
+
+// A handler returning ErrAbort (wrapped or not) ends the conversation
+// without the flush packet: the client sees the reply cut short, not what
+// was written as if it were whole.
+func TestHandlerAbortCutsTheReplyShort(t *testing.T) {
+	s, path := startServer(t, HandlerFunc(func(ctx context.Context, req []byte, w io.Writer) error {
+		io.WriteString(w, "partial")
+		return fmt.Errorf("command failed: %w", ErrAbort)
+	}), nil)
+	_, err := Send(context.Background(), path, []byte("x"), nil)
+	assert.ErrorIs(t, err, ErrTruncated)
+	assert.Equal(t, uint64(1), s.Stats().Errors)
+}
