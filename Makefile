@@ -7,23 +7,49 @@ BENCHTIME ?= 2s
 # staticcheck 2026.2.2, installed by make tools and run by make lint
 STATICCHECK := v0.8.2
 
-.PHONY: all build test run lint bench fuzz clean help tools
+.PHONY: all build baselines test run lint bench bench-deps fuzz clean help tools
 
 all: build
 
 help:
-	@echo "make build  - build everything into $(BUILD)/ (the gwipc CLI)"
-	@echo "make test   - vet, then all tests with -race"
-	@echo "make run    - the demo: a provider and a consumer process exchanging events"
-	@echo "make bench  - benchmarks: gwipc vs a raw Unix-socket baseline, ratios and allocations"
-	@echo "make fuzz   - run every fuzz target for FUZZTIME (default 20s) each"
-		@echo "make lint   - gofmt, go vet and (if installed) staticcheck"
-		@echo "make clean  - remove $(BUILD)/"
-	@echo "make tools  - install the pinned staticcheck that make lint runs"
+	@echo "make build       - build everything into $(BUILD)/ (the gwipc CLI, the benchmark's C baselines)"
+	@echo "make test        - vet, then all tests with -race"
+	@echo "make run         - the demo: a provider and a consumer process exchanging events"
+	@echo "make bench       - benchmarks: gwipc vs a raw Unix-socket baseline, ratios and allocations"
+	@echo "make bench-deps  - install libqb-dev and libzmq3-dev (apt-get) for the benchmark's baselines"
+	@echo "make fuzz        - run every fuzz target for FUZZTIME (default 20s) each"
+	@echo "make lint        - gofmt, go vet and (if installed) staticcheck"
+	@echo "make clean       - remove $(BUILD)/"
+	@echo "make tools       - install the pinned staticcheck that make lint runs"
 
-build:
+build: baselines
 	@mkdir -p $(BUILD)
 	$(GO) build $(GOFLAGS) -o $(BUILD)/gwipc ./cmd/gwipc
+
+# The benchmark's C baselines (build/bench/): uds and memfd always; qb and zmq
+# when pkg-config finds libqb and libzmq (make bench-deps installs them), else
+# they are left out and gwipc bench says so.
+BASELINE    := cmd/gwipc/internal/benchmark/baseline
+BENCHBIN    := $(BUILD)/bench
+BENCHCFLAGS := -O2 -Wall -Wextra -Werror
+
+baselines: $(BENCHBIN)/uds $(BENCHBIN)/memfd baseline-qb baseline-zmq
+
+$(BENCHBIN)/uds $(BENCHBIN)/memfd: $(BENCHBIN)/%: $(BASELINE)/%.c $(BASELINE)/bench.c $(BASELINE)/bench.h
+	@mkdir -p $(BENCHBIN)
+	$(CC) $(BENCHCFLAGS) -o $@ $< $(BASELINE)/bench.c
+
+# $(1): program, $(2): pkg-config package, $(3): Debian package
+define optional_baseline
+.PHONY: baseline-$(1)
+baseline-$(1):
+	@mkdir -p $(BENCHBIN)
+	@if pkg-config --exists $(2); then libs="$$$$(pkg-config --cflags --libs $(2))"; set -x; \
+	  $(CC) $(BENCHCFLAGS) -o $(BENCHBIN)/$(1) $(BASELINE)/$(1).c $(BASELINE)/bench.c $$$$libs; \
+	else rm -f $(BENCHBIN)/$(1); echo "$(3) not installed: no $(1) baseline (make bench-deps installs it)"; fi
+endef
+$(eval $(call optional_baseline,qb,libqb,libqb-dev))
+$(eval $(call optional_baseline,zmq,libzmq,libzmq3-dev))
 
 test: lint
 	$(GO) test $(GOFLAGS) -race -count=1 -timeout 15m $(PKGS)
@@ -41,6 +67,10 @@ lint:
 bench: build
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./engine/ ./engine/wire/ ./shm/ ./engine/internal/transport/
 	$(BUILD)/gwipc bench
+
+bench-deps:
+	@if [ "$$(id -u)" -eq 0 ]; then sudo=; else sudo=sudo; fi; \
+	$$sudo apt-get update && $$sudo apt-get install -y libqb-dev libzmq3-dev
 
 FUZZTIME ?= 20s
 fuzz:
