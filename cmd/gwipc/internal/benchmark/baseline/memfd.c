@@ -97,40 +97,49 @@ static int create_memfd(const struct opts *o)
 }
 
 /* The memfd travels as SCM_RIGHTS with one byte of data. */
-static void send_fd(int sock, int fd)
-{
-	char byte = 'm';
-	struct iovec iov = {.iov_base = &byte, .iov_len = 1};
+struct fd_message {
+	char byte;
+	struct iovec iov;
 	union {
 		struct cmsghdr h;
 		char buf[CMSG_SPACE(sizeof(int))];
 	} c;
-	struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = c.buf, .msg_controllen = sizeof c.buf};
-	struct cmsghdr *h = CMSG_FIRSTHDR(&m);
+	struct msghdr m;
+};
 
+static void fd_message_init(struct fd_message *f)
+{
+	memset(f, 0, sizeof *f);
+	f->byte = 'm';
+	f->iov = (struct iovec){.iov_base = &f->byte, .iov_len = 1};
+	f->m = (struct msghdr){.msg_iov = &f->iov, .msg_iovlen = 1, .msg_control = f->c.buf, .msg_controllen = sizeof f->c.buf};
+}
+
+static void send_fd(int sock, int fd)
+{
+	struct fd_message f;
+	struct cmsghdr *h;
+
+	fd_message_init(&f);
+	h = CMSG_FIRSTHDR(&f.m);
 	h->cmsg_level = SOL_SOCKET;
 	h->cmsg_type = SCM_RIGHTS;
 	h->cmsg_len = CMSG_LEN(sizeof(int));
 	memcpy(CMSG_DATA(h), &fd, sizeof fd);
-	if (sendmsg(sock, &m, MSG_NOSIGNAL) != 1)
+	if (sendmsg(sock, &f.m, MSG_NOSIGNAL) != 1)
 		die("sending the memfd:");
 }
 
 static int recv_fd(int sock)
 {
-	char byte;
-	struct iovec iov = {.iov_base = &byte, .iov_len = 1};
-	union {
-		struct cmsghdr h;
-		char buf[CMSG_SPACE(sizeof(int))];
-	} c;
-	struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = c.buf, .msg_controllen = sizeof c.buf};
+	struct fd_message f;
 	struct cmsghdr *h;
 	int fd;
 
-	if (recvmsg(sock, &m, MSG_CMSG_CLOEXEC) != 1)
+	fd_message_init(&f);
+	if (recvmsg(sock, &f.m, MSG_CMSG_CLOEXEC) != 1)
 		die("receiving the memfd:");
-	h = CMSG_FIRSTHDR(&m);
+	h = CMSG_FIRSTHDR(&f.m);
 	if (h == NULL || h->cmsg_type != SCM_RIGHTS || h->cmsg_len != CMSG_LEN(sizeof(int)))
 		die("no memfd in the message");
 	memcpy(&fd, CMSG_DATA(h), sizeof fd);
