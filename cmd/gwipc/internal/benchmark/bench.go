@@ -92,10 +92,10 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		keys = append(keys, s.key)
 	}
 	o := options{}
-	fs.IntVar(&o.passes, "passes", 3, "passes over every scenario and placement")
+	fs.IntVar(&o.passes, "passes", 5, "passes over every scenario and placement")
 	place := fs.String("place", strings.Join(placeNames, ","), "placements, comma-separated: "+strings.Join(placeNames, ", "))
 	secs := fs.String("sections", strings.Join(keys, ","), "scenarios, comma-separated: "+strings.Join(keys, ", "))
-	fs.IntVar(&o.n, "n", 2000, "timed messages per latency run (a quarter of it above 64 KiB)")
+	fs.IntVar(&o.n, "n", 1500, "timed messages per latency run (a quarter of it above 64 KiB)")
 	fs.DurationVar(&o.dur, "d", 200*time.Millisecond, "timed part of each throughput run")
 	fs.StringVar(&o.baselines, "baselines", "", "directory of the baseline programs (default: bench/ beside this executable, where make build puts them)")
 	fs.BoolVar(&o.json, "json", false, "write the report as JSON instead of tables")

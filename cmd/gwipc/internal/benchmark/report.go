@@ -287,14 +287,15 @@ func machine(cpus []int) Machine {
 // each placement.
 func (r *Report) WriteText(w io.Writer) error {
 	var b bytes.Buffer
-	fmt.Fprintf(&b, "gwipc bench: %d passes in %.0f s; %s, %s, %s, CPUs %v\n",
+	fmt.Fprintf(&b, "gwipc bench: passes %d, %.0f s; %s, %s, %s, CPUs %v\n",
 		r.Passes, r.Seconds, r.Machine.GoVersion, r.Machine.Kernel, r.Machine.CPUModel, r.Machine.CPUs)
 	b.WriteString("\nFigures are medians over the passes; ±x% = (max − min) / median. Ratios are gwipc / baseline,\n" +
 		"computed inside each pass (both ran in it), then the median: latency \"p50/p99 ±spread of p50\", lower is better;\n" +
 		"throughput, higher is better. CPU µs/op: user+system CPU per message in A (publisher, caller) / B (subscriber,\n" +
 		"provider; fan-out: the mean of the 4). allocs/op: Go heap allocations per message in A / B (\"-\": a C program).\n")
+	b.WriteString("\n")
 	for _, m := range r.Method {
-		b.WriteString("\n- " + m + "\n")
+		b.WriteString(wrap("- ", m, 110))
 	}
 	for _, f := range families {
 		if why, ok := r.Missing[f]; ok {
@@ -367,6 +368,25 @@ func ratioCell(c ContenderReport, f string, throughput, missing bool) string {
 		return "n/i"
 	}
 	return ""
+}
+
+// wrap breaks text into lines of at most width columns (words permitting),
+// the first starting with prefix and the others indented as far.
+func wrap(prefix, text string, width int) string {
+	var b strings.Builder
+	line := prefix
+	for i, w := range strings.Fields(text) {
+		switch {
+		case i == 0:
+		case len(line)+1+len(w) > width:
+			b.WriteString(line + "\n")
+			line = strings.Repeat(" ", len(prefix))
+		default:
+			line += " "
+		}
+		line += w
+	}
+	return b.String() + line + "\n"
 }
 
 func spread(v float64) string { return fmt.Sprintf("±%.0f%%", 100*v) }
