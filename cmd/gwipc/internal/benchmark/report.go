@@ -308,7 +308,7 @@ func (r *Report) WriteText(w io.Writer) error {
 		}
 	}
 	for _, p := range r.Placements {
-		fmt.Fprintf(&b, "\n== %s: %s\n", p.Name, p.Description)
+		b.WriteString("\n" + wrap("== "+p.Name+": ", p.Description, 110))
 		for _, s := range p.Sections {
 			r.writeSection(&b, s)
 		}
@@ -329,7 +329,7 @@ func (r *Report) writeSection(b *bytes.Buffer, s SectionReport) {
 	for _, f := range fams {
 		head += "\t×" + f
 	}
-	fmt.Fprintln(tw, head+"\t")
+	fmt.Fprintln(tw, head)
 	for _, row := range s.Rows {
 		for i, c := range row.Contenders {
 			size := ""
@@ -337,17 +337,20 @@ func (r *Report) writeSection(b *bytes.Buffer, s SectionReport) {
 				size = sizeName(row.Size)
 			}
 			m := c.Median
-			line := size + "\t" + c.Name + "\t"
+			cells := []string{size, c.Name}
 			if s.Throughput {
-				line += rate(m.Rate) + " " + spread(c.Spread) + "\t" + fmt.Sprintf("%.2f", m.GBps)
+				cells = append(cells, rate(m.Rate)+" "+spread(c.Spread), fmt.Sprintf("%.2f", m.GBps))
 			} else {
-				line += us(m.P50) + " " + spread(c.Spread) + "\t" + us(m.P99)
+				cells = append(cells, us(m.P50)+" "+spread(c.Spread), us(m.P99))
 			}
-			line += fmt.Sprintf("\t%s/%s\t%s/%s", us(m.CPUA), us(m.CPUB), allocs(m.AllocsA), allocs(m.AllocsB))
+			cells = append(cells, us(m.CPUA)+"/"+us(m.CPUB), allocs(m.AllocsA)+"/"+allocs(m.AllocsB))
 			for _, f := range fams {
-				line += "\t" + ratioCell(c, f, s.Throughput, r.Missing[f] != "")
+				cells = append(cells, ratioCell(c, f, s.Throughput, r.Missing[f] != ""))
 			}
-			fmt.Fprintln(tw, line+"\t")
+			for len(cells) > 0 && cells[len(cells)-1] == "" {
+				cells = cells[:len(cells)-1] // no trailing blanks
+			}
+			fmt.Fprintln(tw, strings.Join(cells, "\t"))
 		}
 	}
 	tw.Flush()
