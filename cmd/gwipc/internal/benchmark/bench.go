@@ -275,11 +275,19 @@ func (o options) measure(r *row, j int, pl placement) (Figures, error) {
 	if err != nil {
 		return Figures{}, err
 	}
+	before := sampleLoad()
 	res, err := runProcs(ps, runTimeout)
 	if err != nil {
 		return Figures{}, err
 	}
-	return rn.figures(res)
+	after := sampleLoad()
+	f, err := rn.figures(res)
+	var ours time.Duration
+	for _, r := range res {
+		ours += r.procCPU
+	}
+	f.OtherLoad = otherLoad(before, after, ours)
+	return f, err
 }
 
 // shortTempDir is a directory for sockets whose paths fit sun_path.

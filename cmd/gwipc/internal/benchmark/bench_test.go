@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -118,6 +119,7 @@ func checkSection(t *testing.T, rep Report, place string, sec *section, s Sectio
 					assert.True(t, 0 < f.P50 && f.P50 <= f.P99, "%s: 0 < p50 %v <= p99 %v", what, f.P50, f.P99)
 				}
 				assert.Positive(t, f.CPUA+f.CPUB, "%s: CPU time", what)
+				assert.True(t, 0 <= f.OtherLoad && f.OtherLoad <= 1, "%s: other load %v, a share", what, f.OtherLoad)
 				if c.Family != "gwipc" {
 					assert.Nil(t, f.AllocsA, "%s: no allocation count for a C program", what)
 					continue
@@ -257,6 +259,15 @@ func TestArgsRoundTrip(t *testing.T) {
 	assert.Equal(t, a, got)
 	_, err = parseArgs([]string{"-role=pub", "-size=63"})
 	assert.Error(t, err, "a size that is not a multiple of 8")
+}
+
+func TestOtherLoad(t *testing.T) {
+	a := loadSample{busy: 100, total: 1000}
+	b := loadSample{busy: 300, total: 2000, self: 100 * time.Millisecond}
+	// 200 busy ticks, of which 10 the harness's and 50 the run's.
+	assert.InEpsilon(t, 0.14, otherLoad(a, b, 500*time.Millisecond), 1e-9)
+	assert.Zero(t, otherLoad(a, b, 3*time.Second), "never below zero")
+	assert.Zero(t, otherLoad(a, a, 0), "no time passed")
 }
 
 func TestMedianSpread(t *testing.T) {

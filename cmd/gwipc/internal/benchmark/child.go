@@ -128,6 +128,8 @@ type result struct {
 	Checksum  uint64  `json:"checksum"`   // stream receiver: sum of the payload words read
 	Samples   []int64 `json:"samples"`    // lat receiver, rtt caller: ns per timed message
 	Mallocs   *uint64 `json:"mallocs"`    // Go processes: runtime.MemStats.Mallocs delta
+
+	procCPU time.Duration // the whole process's CPU time, from its exit status (the harness's)
 }
 
 // ServePeerIfRequested runs a measurement process and exits if PeerEnv is

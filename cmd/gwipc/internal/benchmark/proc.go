@@ -116,6 +116,7 @@ func runProcs(ps []proc, timeout time.Duration) ([]result, error) {
 		if err := json.Unmarshal(r.stdout.Bytes(), &out[i]); err != nil {
 			return nil, fmt.Errorf("decoding the result of %s %q: %w", r.name(), r.stdout.String(), err)
 		}
+		out[i].procCPU = r.cmd.ProcessState.UserTime() + r.cmd.ProcessState.SystemTime()
 	}
 	return out, nil
 }

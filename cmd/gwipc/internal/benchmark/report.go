@@ -29,6 +29,9 @@ type Figures struct {
 	CPUB     float64  `json:"cpu_us_per_op_b"`
 	AllocsA  *float64 `json:"allocs_per_op_a,omitempty"` // Go heap allocations per timed message (Go processes)
 	AllocsB  *float64 `json:"allocs_per_op_b,omitempty"`
+	// OtherLoad is the share of the machine's CPU time during the run that
+	// went to other work (other processes, the hypervisor's steal).
+	OtherLoad float64 `json:"other_load"`
 }
 
 // primary is the figure ratios and spreads are about: p50 or messages/s.
@@ -153,6 +156,7 @@ var method = []string{
 	gwDescription,
 	"uds: raw AF_UNIX SOCK_SEQPACKET socketpairs, SOCK_STREAM above 64 KiB, blocking send/recv of whole payloads. memfd: a sealed memfd with 2 slots, FUTEX_WAIT/FUTEX_WAKE hand-off, the writer copies every byte in, the reader sums every byte. libqb: QB_IPC_SHM, qb_ipcs_event_send / qb_ipcc_event_recv (acknowledged with qb_ipcc_send) and qb_ipcc_sendv_recv. zmq: ipc:// PAIR (one-way; throughput, where only the stop message is acknowledged: PUSH/PULL is as fast but may lose its last messages when the sender closes), REQ/REP (round trip).",
 	"CPU time is getrusage user+system over the timed part, per message; allocations are runtime.MemStats.Mallocs deltas over the same part, per message (Go processes only).",
+	"Other work: the machine's busy CPU time during a run (/proc/stat, steal included) less the CPU time of the run's processes and of the harness, as a share of all the machine's CPU time then.",
 }
 
 func rowReport(r *row) RowReport {
@@ -211,13 +215,14 @@ func medianFigures(fs []Figures, throughput bool) (Figures, float64) {
 		return m
 	}
 	m := Figures{
-		Messages: uint64(field(func(f Figures) float64 { return float64(f.Messages) })),
-		P50:      field(func(f Figures) float64 { return f.P50 }),
-		P99:      field(func(f Figures) float64 { return f.P99 }),
-		Rate:     field(func(f Figures) float64 { return f.Rate }),
-		GBps:     field(func(f Figures) float64 { return f.GBps }),
-		CPUA:     field(func(f Figures) float64 { return f.CPUA }),
-		CPUB:     field(func(f Figures) float64 { return f.CPUB }),
+		Messages:  uint64(field(func(f Figures) float64 { return float64(f.Messages) })),
+		P50:       field(func(f Figures) float64 { return f.P50 }),
+		P99:       field(func(f Figures) float64 { return f.P99 }),
+		Rate:      field(func(f Figures) float64 { return f.Rate }),
+		GBps:      field(func(f Figures) float64 { return f.GBps }),
+		CPUA:      field(func(f Figures) float64 { return f.CPUA }),
+		CPUB:      field(func(f Figures) float64 { return f.CPUB }),
+		OtherLoad: field(func(f Figures) float64 { return f.OtherLoad }),
 	}
 	if len(fs) > 0 && fs[0].AllocsA != nil {
 		a := field(func(f Figures) float64 { return *f.AllocsA })
@@ -293,6 +298,15 @@ func (r *Report) WriteText(w io.Writer) error {
 		"computed inside each pass (both ran in it), then the median: latency \"p50/p99 ±spread of p50\", lower is better;\n" +
 		"throughput, higher is better. CPU µs/op: user+system CPU per message in A (publisher, caller) / B (subscriber,\n" +
 		"provider; fan-out: the mean of the 4). allocs/op: Go heap allocations per message in A / B (\"-\": a C program).\n")
+	busy, runs := 0, 0
+	for _, p := range r.Placements {
+		_, _, k, n := p.otherLoad()
+		busy, runs = busy+k, runs+n
+	}
+	if busy > 0 {
+		fmt.Fprintf(&b, "\nWARNING: other work took more than %.0f %% of the machine's CPU time during %d of the %d runs\n"+
+			"(see each placement): their figures, and the ratios of their passes, are less trustworthy.\n", 100*busyLoad, busy, runs)
+	}
 	b.WriteString("\n")
 	for _, m := range r.Method {
 		b.WriteString(wrap("- ", m, 110))
@@ -309,12 +323,40 @@ func (r *Report) WriteText(w io.Writer) error {
 	}
 	for _, p := range r.Placements {
 		b.WriteString("\n" + wrap("== "+p.Name+": ", p.Description, 110))
+		med, worst, busy, runs := p.otherLoad()
+		fmt.Fprintf(&b, "other work during its runs (share of the machine's CPU time): median %.0f %%, worst %.0f %%; %d of %d runs above %.0f %%\n",
+			100*med, 100*worst, busy, runs, 100*busyLoad)
 		for _, s := range p.Sections {
 			r.writeSection(&b, s)
 		}
 	}
 	_, err := w.Write(b.Bytes())
 	return err
+}
+
+// busyLoad is the share of the machine's CPU time taken by other work
+// above which a run's figures deserve suspicion.
+const busyLoad = 0.2
+
+// otherLoad summarizes the other load over every run of the placement:
+// median, worst, and how many of the runs were above busyLoad.
+func (p PlacementReport) otherLoad() (median, worst float64, busy, runs int) {
+	var v []float64
+	for _, s := range p.Sections {
+		for _, row := range s.Rows {
+			for _, c := range row.Contenders {
+				for _, f := range c.Passes {
+					v = append(v, f.OtherLoad)
+					worst = max(worst, f.OtherLoad)
+					if f.OtherLoad > busyLoad {
+						busy++
+					}
+				}
+			}
+		}
+	}
+	median, _ = medianSpread(v)
+	return median, worst, busy, len(v)
 }
 
 func (r *Report) writeSection(b *bytes.Buffer, s SectionReport) {
