@@ -362,7 +362,8 @@ func (p PlacementReport) otherLoad() (median, worst float64, busy, runs int) {
 func (r *Report) writeSection(b *bytes.Buffer, s SectionReport) {
 	fmt.Fprintf(b, "\n%s\n", s.Title)
 	fams := s.Baselines
-	tw := tabwriter.NewWriter(b, 0, 0, 2, ' ', 0)
+	var table bytes.Buffer
+	tw := tabwriter.NewWriter(&table, 0, 0, 2, ' ', 0)
 	head := "size\tcontender\tp50 µs\tp99 µs"
 	if s.Throughput {
 		head = "size\tcontender\tmsg/s\tGB/s"
@@ -389,13 +390,13 @@ func (r *Report) writeSection(b *bytes.Buffer, s SectionReport) {
 			for _, f := range fams {
 				cells = append(cells, ratioCell(c, f, s.Throughput, r.Missing[f] != ""))
 			}
-			for len(cells) > 0 && cells[len(cells)-1] == "" {
-				cells = cells[:len(cells)-1] // no trailing blanks
-			}
 			fmt.Fprintln(tw, strings.Join(cells, "\t"))
 		}
 	}
 	tw.Flush()
+	for line := range strings.Lines(table.String()) {
+		b.WriteString(strings.TrimRight(line, " \n") + "\n") // the blank cells of baseline rows
+	}
 }
 
 // ratioCell is a gwipc contender's ratio to the row's baseline of family f.
