@@ -12,7 +12,7 @@ STATICCHECK := v0.8.2
 # temporary directory).
 LIB_LDFLAGS := -extldflags '-Wl,-soname,libgwipc.so.1 -Wl,--version-script=$(abspath capi/libgwipc.map)'
 
-.PHONY: all build build-cgocheck2 abi-check guard test run lint bench fuzz clean help tools
+.PHONY: all build baselines build-cgocheck2 abi-check guard test run lint bench bench-micro bench-deps fuzz clean help tools
 
 all: build
 
@@ -23,7 +23,9 @@ help:
 	@echo "make guard  - regenerate capi/guard.c (the exported C functions) from include/gwipc.h"
 	@echo "make test   - lint, abi-check, all Go tests with -race, the C suites (also against the cgocheck2 build), install + pkg-config"
 	@echo "make run    - the demo: a provider and a consumer process exchanging events"
-	@echo "make bench  - benchmarks: gwipc vs a raw Unix-socket baseline, ratios and allocations"
+	@echo "make bench  - gwipc against raw sockets, a memfd floor, libqb and ZeroMQ: tables, $(BUILD)/bench.json"
+	@echo "make bench-deps - install libqb-dev and libzmq3-dev (apt-get) so make bench compares with them too"
+	@echo "make bench-micro - the in-process go test -bench micro-benchmarks"
 	@echo "make fuzz   - run every fuzz target for FUZZTIME (default 20s) each"
 	@echo "make lint   - gofmt, go vet and (if installed) staticcheck"
 	@echo "make clean  - remove $(BUILD)/"
@@ -42,7 +44,7 @@ define build-lib
 	rm -f $(@D)/libgwipc.so.h
 endef
 
-build: $(BUILD)/gwipc $(BUILD)/libgwipc.so c-examples
+build: $(BUILD)/gwipc $(BUILD)/libgwipc.so c-examples baselines
 
 $(BUILD)/gwipc: $(SRCS)
 	@mkdir -p $(@D)
@@ -67,6 +69,31 @@ abi-check: $(BUILD)/libgwipc.so.1
 guard:
 	sh capi/gen-guard.sh include/gwipc.h capi/errors.c > capi/guard.c
 
+# The benchmark's C baselines (build/bench/): uds and memfd always; qb and zmq
+# when pkg-config finds libqb and libzmq (make bench-deps installs them), else
+# they are left out and gwipc bench says so.
+BASELINE    := cmd/gwipc/internal/benchmark/baseline
+BENCHBIN    := $(BUILD)/bench
+BENCHCFLAGS := -O2 -Wall -Wextra -Werror
+
+baselines: $(BENCHBIN)/uds $(BENCHBIN)/memfd baseline-qb baseline-zmq
+
+$(BENCHBIN)/uds $(BENCHBIN)/memfd: $(BENCHBIN)/%: $(BASELINE)/%.c $(BASELINE)/bench.c $(BASELINE)/bench.h
+	@mkdir -p $(BENCHBIN)
+	$(CC) $(BENCHCFLAGS) -o $@ $< $(BASELINE)/bench.c
+
+# $(1): program, $(2): pkg-config package, $(3): Debian package
+define optional_baseline
+.PHONY: baseline-$(1)
+baseline-$(1):
+	@mkdir -p $(BENCHBIN)
+	@if pkg-config --exists $(2); then libs="$$$$(pkg-config --cflags --libs $(2))"; set -x; \
+	  $(CC) $(BENCHCFLAGS) -o $(BENCHBIN)/$(1) $(BASELINE)/$(1).c $(BASELINE)/bench.c $$$$libs; \
+	else rm -f $(BENCHBIN)/$(1); echo "$(3) not installed: no $(1) baseline (make bench-deps installs it)"; fi
+endef
+$(eval $(call optional_baseline,qb,libqb,libqb-dev))
+$(eval $(call optional_baseline,zmq,libzmq,libzmq3-dev))
+
 test: lint abi-check
 	$(GO) test $(GOFLAGS) -race -count=1 -timeout 15m $(PKGS)
 	$(MAKE) c-test c-test-cgocheck2 c-install-test
@@ -81,9 +108,18 @@ lint:
 	@if command -v staticcheck >/dev/null; then echo staticcheck $(PKGS); staticcheck $(PKGS); \
 		else echo "staticcheck not installed (make tools): skipped"; fi
 
-bench: build
-	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./engine/ ./engine/wire/ ./shm/ ./engine/internal/transport/
-	$(BUILD)/gwipc bench
+# The build runs inside the recipe so that the total time includes it.
+bench:
+	@start=$$(date +%s); $(MAKE) --no-print-directory build && \
+	$(BUILD)/gwipc bench -o $(BUILD)/bench.json && \
+	echo "make bench: $$(( $$(date +%s) - start )) s in all, the build included; JSON in $(BUILD)/bench.json"
+
+bench-micro:
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./engine/ ./engine/internal/wire/ ./shm/ ./engine/internal/transport/
+
+bench-deps:
+	@if [ "$$(id -u)" -eq 0 ]; then sudo=; else sudo=sudo; fi; \
+	$$sudo apt-get update && $$sudo apt-get install -y libqb-dev libzmq3-dev
 
 FUZZTIME ?= 20s
 fuzz:

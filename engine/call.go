@@ -106,8 +106,7 @@ func (c Call) finish(result wire.Result, code int32, data []byte) error {
 		return ErrCancelled
 	}
 	pl, err := shareCopy(b.replies, data, b.replyReader)
-	if errors.Is(err, ErrNoSlot) && len(n.rings) > 0 {
-		n.readRings() // the caller's consumes of earlier replies may wait there
+	for errors.Is(err, ErrNoSlot) && n.wantSlot() { // the caller's consumes of earlier replies may wait in the ring
 		pl, err = shareCopy(b.replies, data, b.replyReader)
 	}
 	if err != nil {

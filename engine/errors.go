@@ -27,7 +27,9 @@ var (
 	// ErrUnknownEvent is returned for an event id outside the service's range.
 	ErrUnknownEvent = errors.New("engine: unknown event id")
 	// ErrNoSlot is returned when every slot of the pool is in use. It is
-	// shm.ErrNoSlot, so either name matches.
+	// shm.ErrNoSlot, so either name matches. After it, the node's Fd
+	// becomes readable (a Dispatch returns) when a slot comes back, so a
+	// loop that waits on Fd and retries loses no time.
 	ErrNoSlot = shm.ErrNoSlot
 	// ErrTooLarge is returned when a payload does not fit in one slot.
 	ErrTooLarge = errors.New("engine: payload larger than a slot")

@@ -70,6 +70,7 @@ type Node struct {
 	callTimers  callTimers // pending calls with a timeout, by deadline
 	rings       []*peer    // peers whose hot messages come through rings
 	slotWaiters int        // LoanWait and PublishWait calls blocked for a free slot
+	slotWanted  bool       // a Loan or Publish failed with ErrNoSlot since the last slot came back
 
 	// adaptive spin (spin.go)
 	cpus       uint64        // the CPUs this process may run on

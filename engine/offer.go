@@ -663,6 +663,7 @@ func (n *Node) onPayloadConsumed(p *peer, m *wire.PayloadConsumed) error {
 	if err != nil {
 		return protoErr("Payload_consumed", err)
 	}
+	n.slotReturned()
 	return nil
 }
 

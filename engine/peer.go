@@ -160,7 +160,10 @@ func (p *peer) queueUpdate(m wire.EventUpdate) {
 // Through a ring it wakes the peer only if it waits for a free slot.
 func (p *peer) queueConsumed(handle uint64, pl wire.Payload, reply bool) {
 	p.out.consumed = wire.PayloadConsumed{Handle: handle, Payload: pl, Reply: reply}
-	p.queueHot(&p.out.consumed, p.ring.ready() && p.ring.peerWaitsForSlots())
+	if p.ring.ready() {
+		p.ring.consumed = true
+	}
+	p.queueHot(&p.out.consumed, false)
 }
 
 func (p *peer) queueCall(m wire.CallMethod) {

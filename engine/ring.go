@@ -70,6 +70,7 @@ type ringLink struct {
 	read        uint64 // entries of the peer's ring taken (published at ctlHead)
 	wokenEpoch  uint64 // the peer's park epoch we last woke
 	wantWake    bool   // urgent entries written since the last wake check
+	consumed    bool   // consumes written since then: they wake a peer waiting for slots
 
 	overflow [][wire.EntrySize]byte // entries waiting for room (never updates)
 	scratch  [wire.EntrySize]byte
@@ -164,7 +165,7 @@ func (n *Node) onRing(p *peer, m *wire.Ring, fds *fdQueue) error {
 	p.mapped += int64(size)
 	l.peer, l.peerWakeFD, l.peerEntries = mem, wakeFD, uint64(m.Entries)
 	n.rings = append(n.rings, p)
-	word(l.ownMem, ctlSlotWait).Store(uint64(n.slotWaiters))
+	n.setSlotWaiters()
 	return nil
 }
 
@@ -276,10 +277,17 @@ func (p *peer) flushRing() {
 		l.overflow = nil
 	}
 	word(l.ownMem, ctlTail).Store(l.tail)
-	if !l.wantWake {
+	// Whether the peer waits for slots is read only now, after the tail is
+	// published: it announces the wait, then looks at our tail, so one of
+	// the two sides sees the other.
+	wake := l.wantWake || l.consumed && l.peerWaitsForSlots()
+	l.wantWake = false
+	if len(l.overflow) == 0 {
+		l.consumed = false
+	}
+	if !wake {
 		return
 	}
-	l.wantWake = false
 	parked := word(l.peer, ctlParked).Load()
 	if parked&1 != 0 && parked>>32 != l.wokenEpoch {
 		l.wokenEpoch = parked >> 32
@@ -401,10 +409,41 @@ func (n *Node) unpark() {
 }
 
 // setSlotWaiters tells ring peers how many callers wait here for a free
-// slot (consumes then wake this node). Called with n.mu held.
+// slot, counting a failed non-blocking Loan or Publish as one (consumes
+// then wake this node). Called with n.mu held.
 func (n *Node) setSlotWaiters() {
+	w := uint64(n.slotWaiters)
+	if n.slotWanted {
+		w++
+	}
 	for _, p := range n.rings {
-		word(p.ring.ownMem, ctlSlotWait).Store(uint64(n.slotWaiters))
+		word(p.ring.ownMem, ctlSlotWait).Store(w)
+	}
+}
+
+// wantSlot records that a non-blocking allocation failed: until a slot
+// comes back, consumes wake this node, so an application waiting on Fd
+// retries as soon as it can succeed. It then takes the consumes already in
+// the rings and reports whether a slot came back (worth another try).
+// Called with n.mu held.
+func (n *Node) wantSlot() (retry bool) {
+	if len(n.rings) == 0 {
+		return false
+	}
+	if !n.slotWanted {
+		n.slotWanted = true
+		n.setSlotWaiters()
+	}
+	n.readRings() // consumes pushed before the peers saw the announcement
+	return !n.slotWanted
+}
+
+// slotReturned ends wantSlot's state: a slot came back, and the dispatch
+// that took it returns to the application. Called with n.mu held.
+func (n *Node) slotReturned() {
+	if n.slotWanted {
+		n.slotWanted = false
+		n.setSlotWaiters()
 	}
 }
 
@@ -423,15 +462,18 @@ func (n *Node) takeSlot(ctx context.Context, wait bool, pool *shm.Pool) (uint32,
 	}
 	n.mu.Lock()
 	n.readRings()
-	if wait {
-		n.slotWaiters++
-		n.setSlotWaiters()
-		n.readRings() // consumes pushed before the peers saw the announcement
-	}
-	n.unlock()
 	if !wait {
-		return pool.Alloc()
+		slot, err = pool.Alloc()
+		for errors.Is(err, shm.ErrNoSlot) && n.wantSlot() {
+			slot, err = pool.Alloc()
+		}
+		n.unlock()
+		return slot, err
 	}
+	n.slotWaiters++
+	n.setSlotWaiters()
+	n.readRings() // consumes pushed before the peers saw the announcement
+	n.unlock()
 	slot, err = pool.AllocWait(ctx)
 	n.mu.Lock()
 	n.slotWaiters--

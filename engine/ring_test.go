@@ -65,32 +65,34 @@ func TestRingsCarryHotMessagesAndFallBackToTheSocket(t *testing.T) {
 // A publisher finds the slots its subscriber gave back in the ring without
 // dispatching: consumes are taken lazily, when a slot is needed.
 func TestConsumesAreReclaimedWhenASlotIsNeeded(t *testing.T) {
-	path := socketPath(t)
-	l, err := Listen(path, nil)
-	require.NoError(t, err)
-	defer l.Close()
-	o, err := l.Offer(sensor, &OfferConfig{Events: 1, Geometry: shm.Geometry{SlotSize: 16, SlotCount: 1}, SubscriberSlots: 1})
-	require.NoError(t, err)
-	d := dial(t, path, nil)
-	px, err := d.Require(sensor, nil)
-	require.NoError(t, err)
 	got := make(chan struct{}, 1)
-	require.NoError(t, px.Subscribe(0, Updates, func(Sample) { got <- struct{}{} }))
-	for i := 0; ; i++ { // the listener is dispatched by hand until bound with rings
-		require.Less(t, i, 1000, "never bound")
-		_, _, err := l.Dispatch(10e6)
-		require.NoError(t, err)
-		if st, _ := px.Subscription(0); st == SubscriptionActive && d.Status().Peers[0].Ring {
-			if st := l.Status(); st.Peers[0].Ring {
-				break
-			}
-		}
-	}
+	_, o, d := oneSlotBoundWithRings(t, func(Sample) { got <- struct{}{} })
 	for i := range 20 {
 		require.NoError(t, o.Publish(0, []byte("x")), "publish %d: the slot comes back through the ring", i)
 		recvWithin(t, got, "update")
 		eventually(t, func() bool { return ringEntriesSent(d) == uint64(i+1) }, "the consume is in the consumer's ring")
 	}
+}
+
+// oneSlotBoundWithRings offers event 0 from a 1-slot pool on a listener the
+// test dispatches by hand, and subscribes onUpdate from a running dialler;
+// it returns once both ends are bound with rings.
+func oneSlotBoundWithRings(t *testing.T, onUpdate func(Sample)) (l *Node, o *Offer, d *Node) {
+	path := socketPath(t)
+	l, err := Listen(path, nil)
+	require.NoError(t, err)
+	t.Cleanup(func() { l.Close() })
+	o, err = l.Offer(sensor, &OfferConfig{Events: 1, Geometry: shm.Geometry{SlotSize: 16, SlotCount: 1}, SubscriberSlots: 1})
+	require.NoError(t, err)
+	d = dial(t, path, nil)
+	px, err := d.Require(sensor, nil)
+	require.NoError(t, err)
+	require.NoError(t, px.Subscribe(0, Updates, onUpdate))
+	pump(t, []*Node{l}, func() bool {
+		st, _ := px.Subscription(0)
+		return st == SubscriptionActive && d.Status().Peers[0].Ring && l.Status().Peers[0].Ring
+	}, "bound with rings")
+	return l, o, d
 }
 
 // ringEntriesSent is how many entries n has written to its one peer's ring.
@@ -236,4 +238,32 @@ func TestRingUpdatesWaitForTheirBindingsSocketMessages(t *testing.T) {
 	r.send(encode(t, &wire.ConnectServiceReply{RequiredID: cs.RequiredID, ProvidedID: 9, Status: wire.StatusOK, Events: 1,
 		HasEventPool: true, EventPool: wireGeometry(pool.Geometry())}), pool.Fd()) // packet 4
 	assert.Equal(t, "first", recvWithin(t, got, "the update, after its binding"))
+}
+
+// After a Loan fails with ErrNoSlot, the node's Fd becomes readable when
+// the subscriber gives the slot back through the ring: a loop that waits on
+// Fd and retries is woken, although consumes are otherwise taken lazily.
+func TestFdWakesTheLoopThatGotErrNoSlot(t *testing.T) {
+	kept := make(chan Sample, 1)
+	l, o, _ := oneSlotBoundWithRings(t, func(s Sample) {
+		if s.Keep() {
+			kept <- s
+		}
+	})
+	require.NoError(t, o.Publish(0, []byte("x")))
+	s := recvWithin(t, kept, "the update")
+	_, err := o.Loan(0)
+	require.ErrorIs(t, err, ErrNoSlot, "the subscriber holds the only slot")
+	_, _, err = l.Dispatch(0) // nothing to do: the loop would now wait on Fd
+	require.NoError(t, err)
+	s.Release() // through the subscriber's ring: no socket packet
+	fds := []unix.PollFd{{Fd: int32(l.Fd()), Events: unix.POLLIN}}
+	k, err := unix.Poll(fds, int(waitFor.Milliseconds()))
+	require.NoError(t, err)
+	require.Equal(t, 1, k, "Fd became readable when the slot came back")
+	_, _, err = l.Dispatch(0)
+	require.NoError(t, err)
+	ln, err := o.Loan(0)
+	require.NoError(t, err, "the slot is free again")
+	require.NoError(t, ln.Discard())
 }

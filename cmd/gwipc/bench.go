@@ -10,12 +10,14 @@ import (
 func init() {
 	register(&command{
 		name:    "bench",
-		summary: "benchmark gwipc against a raw Unix-socket baseline on this machine",
+		summary: "benchmark gwipc against raw sockets, a memfd floor, libqb and ZeroMQ on this machine",
 		usage: `gwipc bench [benchmark flags]
 
-Runs round-trip latency and one-way throughput between this process and a
-child process, for gwipc and for a raw Unix stream socket, pinned to one CPU
-and unpinned, and prints percentiles, ratios and allocations per message.
+Runs gwipc and the C baselines that make build puts in build/bench/ (raw
+AF_UNIX sockets, a bare memfd hand-off, libqb and ZeroMQ when installed)
+between processes, on different CPUs, on one CPU and unpinned, in several
+passes: one-way latency, events/s, GB/s, fan-out and method round trips,
+with ratios computed inside each pass, CPU time and allocations per message.
 Compare the ratios: absolute numbers depend on the machine and its load.
 Run "gwipc bench -h" for the benchmark's own flags.`,
 		passThrough: true,

@@ -10,63 +10,12 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// pinning restricts every thread of this process to one CPU and undoes it.
-// Threads created later inherit the mask from the thread that creates them,
-// and the runtime creates threads from threads that are already pinned, so
-// the whole process (GC workers and sysmon included) stays on the CPU. A
-// child started while the process is pinned inherits the mask too.
-type pinning struct {
-	orig       unix.CPUSet
-	maxprocs   int
-	restoreAll bool
-}
-
-// pinProcess pins every thread to the lowest CPU this process may use and
-// sets GOMAXPROCS to 1 (what a process started on one CPU gets).
-func pinProcess() (*pinning, error) {
-	var p pinning
-	if err := unix.SchedGetaffinity(0, &p.orig); err != nil {
-		return nil, fmt.Errorf("benchmark: reading CPU affinity: %w", os.NewSyscallError("sched_getaffinity", err))
-	}
-	cpu := lowestCPU(&p.orig)
-	if cpu < 0 {
-		return nil, errors.New("benchmark: empty CPU affinity mask")
-	}
-	var one unix.CPUSet
-	one.Set(cpu)
-	p.restoreAll = true
-	if err := setAllThreads(&one); err != nil {
-		p.restore()
-		return nil, err
-	}
-	p.maxprocs = runtime.GOMAXPROCS(1)
-	return &p, nil
-}
-
-// restore gives every thread the original mask and GOMAXPROCS back.
-func (p *pinning) restore() error {
-	if p.maxprocs > 0 {
-		runtime.GOMAXPROCS(p.maxprocs)
-		p.maxprocs = 0
-	}
-	if !p.restoreAll {
-		return nil
-	}
-	p.restoreAll = false
-	return setAllThreads(&p.orig)
-}
-
-// pinSelf is the peer's side: pin every thread to the lowest allowed CPU
-// (normally inherited already; this makes it certain).
-func pinSelf() error {
-	var cur unix.CPUSet
-	if err := unix.SchedGetaffinity(0, &cur); err != nil {
-		return fmt.Errorf("benchmark: reading CPU affinity: %w", os.NewSyscallError("sched_getaffinity", err))
-	}
-	cpu := lowestCPU(&cur)
-	if cpu < 0 {
-		return errors.New("benchmark: empty CPU affinity mask")
-	}
+// pinTo restricts every thread of this process to cpu and sets GOMAXPROCS
+// to 1 (what a process started on one CPU gets). Threads the runtime creates
+// later inherit the mask from the thread that creates them, which is
+// already pinned, so the whole process (GC workers and sysmon included)
+// stays on the CPU.
+func pinTo(cpu int) error {
 	var one unix.CPUSet
 	one.Set(cpu)
 	if err := setAllThreads(&one); err != nil {
@@ -76,22 +25,19 @@ func pinSelf() error {
 	return nil
 }
 
-// allowedCPUs is the number of CPUs the calling thread may run on.
-func allowedCPUs() int {
-	var cur unix.CPUSet
-	if err := unix.SchedGetaffinity(0, &cur); err != nil {
-		return 0
+// allowedCPUs lists the CPUs this process may run on, lowest first.
+func allowedCPUs() ([]int, error) {
+	var set unix.CPUSet
+	if err := unix.SchedGetaffinity(0, &set); err != nil {
+		return nil, fmt.Errorf("benchmark: reading CPU affinity: %w", os.NewSyscallError("sched_getaffinity", err))
 	}
-	return cur.Count()
-}
-
-func lowestCPU(set *unix.CPUSet) int {
+	var cpus []int
 	for i := range len(set) * 64 {
 		if set.IsSet(i) {
-			return i
+			cpus = append(cpus, i)
 		}
 	}
-	return -1
+	return cpus, nil
 }
 
 // setAllThreads applies set to every thread in /proc/self/task, repeating

@@ -8,47 +8,47 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"runtime"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 )
 
-// Options are Main's settings.
+// options are Main's settings.
 type options struct {
-	sizes      []int
-	n          int           // timed round trips per latency run
-	warm       int           // untimed round trips before them
-	duration   time.Duration // timed part of each throughput run
-	warmDur    time.Duration // untimed publishing before it
-	pins       []bool        // pinned modes to run (false: unpinned)
-	slots      int           // gwipc pool slot count
-	latency    bool          // run the round-trip scenario
-	throughput bool          // run the throughput scenario
-	json       bool
-	quick      bool
-	memprofile string // directory for allocation profiles, "" for none
+	passes    int
+	places    []string
+	sections  []string
+	n         int           // timed messages per latency run (up to 64 KiB)
+	dur       time.Duration // timed part of each stream run
+	baselines string        // the directory of the baseline programs
+	json      bool
+	out       string // also write the JSON report here
+	quick     bool
 }
 
 const usage = `usage: gwipc bench [flags]
 
-Measures gwipc between two processes against a raw Unix stream socket
-(4-byte length prefix, blocking read/write) in the same run: round-trip
-latency, one-way throughput and allocations per message, pinned (both
-processes on one CPU) and unpinned. The machine may be shared and noisy:
-compare the ratios, not the absolute numbers.
+Measures gwipc between processes against baselines in the same run: raw
+AF_UNIX sockets, a bare memfd hand-off, and (when built) libqb's
+shared-memory IPC and ZeroMQ over ipc://. Every scenario runs in three
+placements (pin01: the two processes on different CPUs, pin00: both on one
+CPU, unpinned), in several passes; gwipc and the baselines take turns within
+each pass and every ratio is computed inside a pass, then the median over
+the passes is reported with its spread. Figures: p50/p99 latency,
+throughput, CPU time per operation and allocations per operation in each
+process.
 
 flags:
 `
 
-// Main runs the benchmarks with the command-line arguments args (without
-// the program or command name) and writes the report to stdout, errors to
-// stderr. It returns the process exit code: 0 success, 1 a run failed, 2 bad
-// usage. The program must call ServePeerIfRequested before anything else in
-// main, or the peer processes Main starts will run the program again.
+// Main runs the benchmark with the command-line arguments args (without
+// the program or command name), writes the report to stdout and progress
+// and errors to stderr. It returns the process exit code: 0 success, 1 a
+// run failed, 2 bad usage. The program must call ServePeerIfRequested
+// before anything else in main, or the processes Main starts will run the
+// program again.
 func Main(args []string, stdout, stderr io.Writer) int {
-	opts, err := parseFlags(args, stderr)
+	o, err := parseFlags(args, stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		return 0
 	}
@@ -56,27 +56,22 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "gwipc bench: %v\n", err)
 		return 2
 	}
-	if opts.memprofile != "" {
-		if err := os.MkdirAll(opts.memprofile, 0o755); err != nil {
-			fmt.Fprintf(stderr, "gwipc bench: %v\n", err)
-			return 1
-		}
-		runtime.MemProfileRate = 1
-	}
-	rep, err := run(opts)
-	if err == nil && opts.memprofile != "" {
-		err = writeMemProfile(filepath.Join(opts.memprofile, "a.pprof"))
-	}
+	rep, err := run(o, stderr)
 	if err != nil {
 		fmt.Fprintf(stderr, "gwipc bench: %v\n", err)
 		return 1
 	}
-	if opts.json {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		err = enc.Encode(rep)
-	} else {
-		err = rep.WriteText(stdout)
+	rep.Command = strings.Join(append([]string{"gwipc bench"}, args...), " ")
+	js, err := json.MarshalIndent(rep, "", "  ")
+	if err == nil && o.out != "" {
+		err = os.WriteFile(o.out, append(js, '\n'), 0o644)
+	}
+	if err == nil {
+		if o.json {
+			_, err = stdout.Write(append(js, '\n'))
+		} else {
+			err = rep.WriteText(stdout)
+		}
 	}
 	if err != nil {
 		fmt.Fprintf(stderr, "gwipc bench: writing the report: %v\n", err)
@@ -92,321 +87,282 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		fmt.Fprint(stderr, usage)
 		fs.PrintDefaults()
 	}
-	sizes := fs.String("sizes", "64,1024,65536,1048576", "payload sizes in bytes, comma-separated (suffixes K and M allowed)")
-	n := fs.Int("n", 5000, "timed round trips per latency run (fewer for sizes above 64 KiB: n*64KiB/size, at least 300)")
-	d := fs.Duration("d", time.Second, "timed duration of each throughput run")
-	pin := fs.String("pin", "both", "CPU placement: both, pinned (both processes on one CPU) or unpinned")
-	slots := fs.Int("slots", 64, "slots per gwipc pool (slot size = payload size)")
-	scenarios := fs.String("scenarios", "latency,throughput", "scenarios to run, comma-separated")
-	memprofile := fs.String("memprofile", "", "write allocation profiles (every allocation sampled) to this directory: one per gwipc peer run, and a.pprof for this process; slows the run down")
-	js := fs.Bool("json", false, "write the report as JSON")
-	quick := fs.Bool("quick", false, "a few seconds' smoke run: sizes 64 and 65536, n=300, d=150ms (explicit -sizes, -n, -d win)")
+	var keys []string
+	for _, s := range sections {
+		keys = append(keys, s.key)
+	}
+	o := options{}
+	fs.IntVar(&o.passes, "passes", 5, "passes over every scenario and placement")
+	place := fs.String("place", strings.Join(placeNames, ","), "placements, comma-separated: "+strings.Join(placeNames, ", "))
+	secs := fs.String("sections", strings.Join(keys, ","), "scenarios, comma-separated: "+strings.Join(keys, ", "))
+	fs.IntVar(&o.n, "n", 1500, "timed messages per latency run (a quarter of it above 64 KiB)")
+	fs.DurationVar(&o.dur, "d", 200*time.Millisecond, "timed part of each throughput run")
+	fs.StringVar(&o.baselines, "baselines", "", "directory of the baseline programs (default: bench/ beside this executable, where make build puts them)")
+	fs.BoolVar(&o.json, "json", false, "write the report as JSON instead of tables")
+	fs.StringVar(&o.out, "o", "", "also write the JSON report to this file")
+	fs.BoolVar(&o.quick, "quick", false, "a smoke run for tests: 2 passes, fewer sizes, -n 200, -d 50ms (explicit flags win)")
 	if err := fs.Parse(args); err != nil {
-		return options{}, err
+		return o, err
 	}
 	if fs.NArg() > 0 {
 		fs.Usage()
-		return options{}, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+		return o, fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
-	o := options{n: *n, duration: *d, slots: *slots, json: *js, quick: *quick, memprofile: *memprofile}
-	for s := range strings.SplitSeq(*scenarios, ",") {
-		switch strings.TrimSpace(s) {
-		case scenarioLatency:
-			o.latency = true
-		case scenarioThroughput:
-			o.throughput = true
-		default:
-			return options{}, fmt.Errorf("-scenarios: %q is not latency or throughput", s)
-		}
-	}
-	if *quick {
-		if !set["sizes"] {
-			*sizes = "64,65536"
+	if o.quick {
+		if !set["passes"] {
+			o.passes = 2
 		}
 		if !set["n"] {
-			o.n = 300
+			o.n = 200
 		}
 		if !set["d"] {
-			o.duration = 150 * time.Millisecond
+			o.dur = 50 * time.Millisecond
 		}
 	}
-	var err error
-	if o.sizes, err = parseSizes(*sizes); err != nil {
-		return options{}, err
+	o.places = splitList(*place)
+	o.sections = splitList(*secs)
+	for _, p := range o.places {
+		if !slices.Contains(placeNames, p) {
+			return o, fmt.Errorf("-place: unknown placement %q", p)
+		}
 	}
-	switch *pin {
-	case "both":
-		o.pins = []bool{false, true}
-	case "pinned":
-		o.pins = []bool{true}
-	case "unpinned":
-		o.pins = []bool{false}
-	default:
-		return options{}, fmt.Errorf("-pin %q: want both, pinned or unpinned", *pin)
+	if _, err := sectionsByKey(o.sections); err != nil {
+		return o, fmt.Errorf("-sections: %w", err)
 	}
 	switch {
-	case o.n < 1:
-		return options{}, fmt.Errorf("-n %d: want at least 1", o.n)
-	case o.duration <= 0:
-		return options{}, fmt.Errorf("-d %v: want a positive duration", o.duration)
-	case o.slots < 2 || o.slots > 4096:
-		return options{}, fmt.Errorf("-slots %d: want 2 to 4096", o.slots)
+	case o.passes < 1:
+		return o, fmt.Errorf("-passes %d: want at least 1", o.passes)
+	case o.n < 10:
+		return o, fmt.Errorf("-n %d: want at least 10", o.n)
+	case o.dur < 10*time.Millisecond:
+		return o, fmt.Errorf("-d %v: want at least 10ms", o.dur)
 	}
-	o.warm = max(20, o.n/10)
-	o.warmDur = max(20*time.Millisecond, o.duration/10)
+	if o.baselines == "" {
+		exe, err := os.Executable()
+		if err != nil {
+			return o, fmt.Errorf("finding this executable: %w", err)
+		}
+		o.baselines = filepath.Join(filepath.Dir(exe), "bench")
+	}
 	return o, nil
 }
 
-// maxSize bounds -sizes: a gwipc pool holds slots×size bytes.
-const maxSize = 16 << 20
-
-func parseSizes(s string) ([]int, error) {
-	var out []int
+func splitList(s string) []string {
+	var out []string
 	for f := range strings.SplitSeq(s, ",") {
-		f = strings.TrimSpace(f)
-		mult := 1
-		switch {
-		case strings.HasSuffix(f, "K"), strings.HasSuffix(f, "k"):
-			mult, f = 1<<10, f[:len(f)-1]
-		case strings.HasSuffix(f, "M"), strings.HasSuffix(f, "m"):
-			mult, f = 1<<20, f[:len(f)-1]
-		}
-		v, err := strconv.Atoi(f)
-		if err != nil || v < 1 || v*mult > maxSize {
-			return nil, fmt.Errorf("-sizes: %q is not a size from 1 byte to %d MiB", f, maxSize>>20)
-		}
-		if !slices.Contains(out, v*mult) {
-			out = append(out, v*mult)
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, f)
 		}
 	}
-	if len(out) == 0 {
-		return nil, errors.New("-sizes: no size given")
-	}
-	return out, nil
+	return out
 }
 
-// roundTrips is the number of timed round trips for size: n up to 64 KiB,
-// then scaled down with the size (the bytes moved stay about the same), but
-// never below 300 (or n, if smaller).
-func (o options) roundTrips(size int) (n, warm int) {
+// sizes are the section's payload sizes in this run.
+func (o options) sizes(sec *section) []int {
+	if o.quick && sec.quickSizes != nil {
+		return sec.quickSizes
+	}
+	return sec.sizes
+}
+
+// samples are the timed and untimed messages of a latency run: n up to 64
+// KiB, a quarter of it above (each message costs more).
+func (o options) samples(size int) (n, warm int) {
 	n = o.n
-	if size > 64<<10 {
-		n = max(min(o.n, 300), o.n*(64<<10)/size)
+	if size > 64*kib {
+		n = max(o.n/4, 10)
 	}
-	return n, max(min(o.warm, n), 10)
+	return n, max(n/10, 10)
 }
 
-// side is one transport's raw outcome of one run.
-type side struct {
-	rtts     []time.Duration // latency
-	elapsed  time.Duration   // throughput: first timed send to the stop's acknowledgement
-	sent     uint64          // throughput: messages A sent (gwipc: published) while timed
-	mallocsA uint64
-	msgsA    uint64
-	peer     peerResult
-	noSlot   uint64
-	dropped  uint64
+// row is one size of one section in one placement: its contenders and
+// their figures, pass by pass.
+type row struct {
+	sec  *section
+	size int
+	cs   []contender
+	figs [][]Figures // [contender][pass]
 }
 
-// run executes every scenario and returns the report.
-func run(o options) (*Report, error) {
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
+// missingPrograms checks the baseline programs: uds and memfd are always
+// built; qb and zmq only when their libraries are installed. It returns
+// the families that cannot run, with the reason.
+func missingPrograms(dir string) (map[string]string, error) {
+	missing := map[string]string{}
+	for _, p := range []struct{ family, prog, need string }{
+		{familyUDS, "uds", ""},
+		{familyMemfd, "memfd", ""},
+		{familyLibqb, "qb", "libqb-dev"},
+		{familyZMQ, "zmq", "libzmq3-dev"},
+	} {
+		path := filepath.Join(dir, p.prog)
+		if _, err := os.Stat(path); err == nil {
+			continue
+		}
+		if p.need == "" {
+			return nil, fmt.Errorf("baseline program %s not found: run make build (or pass -baselines)", path)
+		}
+		missing[p.family] = "not installed: run make bench-deps (" + p.need + "), then make build"
+	}
+	return missing, nil
+}
+
+// run measures everything o asks for and returns the report.
+func run(o options, progress io.Writer) (*Report, error) {
 	start := time.Now()
-	rep := &Report{
-		GoVersion:  runtime.Version(),
-		CPUs:       allowedCPUs(),
-		Slots:      o.slots,
-		Quick:      o.quick,
-		Baseline:   "AF_UNIX SOCK_STREAM socketpair, 4-byte length prefix, blocking read/write",
-		GwipcDrive: "Dispatch on the measuring goroutine (no Run goroutine); Publish copies into the slot",
+	cpus, err := allowedCPUs()
+	if err != nil {
+		return nil, err
 	}
-	for _, pinned := range o.pins {
-		if err := runPinMode(o, pinned, rep); err != nil {
-			return nil, err
+	pls, skipped := placements(o.places, cpus)
+	secs, err := sectionsByKey(o.sections)
+	if err != nil {
+		return nil, err
+	}
+	missing, err := missingPrograms(o.baselines)
+	if err != nil {
+		return nil, err
+	}
+	rows := make([][]*row, len(pls))
+	for i := range pls {
+		for _, sec := range secs {
+			for _, size := range o.sizes(sec) {
+				r := &row{sec: sec, size: size}
+				for _, c := range sec.contenders(size) {
+					if _, gone := missing[c.family]; !gone {
+						r.cs = append(r.cs, c)
+					}
+				}
+				r.figs = make([][]Figures, len(r.cs))
+				rows[i] = append(rows[i], r)
+			}
 		}
 	}
+	for pass := range o.passes {
+		for i, pl := range pls {
+			for _, r := range rows[i] {
+				// Take turns: a different contender goes first in each
+				// pass, so slow drift does not always hit the same one.
+				for k := range r.cs {
+					j := (k + pass) % len(r.cs)
+					f, err := o.measure(r, j, pl)
+					if err != nil {
+						return nil, fmt.Errorf("pass %d, %s, %s %s, %s: %w", pass+1, pl.name, r.sec.key, sizeName(r.size), r.cs[j].name, err)
+					}
+					r.figs[j] = append(r.figs[j], f)
+				}
+			}
+			fmt.Fprintf(progress, "gwipc bench: pass %d/%d, %s done (%.0fs)\n", pass+1, o.passes, pl.name, time.Since(start).Seconds())
+		}
+	}
+	rep := newReport(o, cpus, pls, rows, missing, skipped)
 	rep.Seconds = time.Since(start).Seconds()
 	return rep, nil
 }
 
-func runPinMode(o options, pinned bool, rep *Report) (err error) {
-	if pinned {
-		p, err := pinProcess()
-		if err != nil {
-			return err
+// measure runs contender j of r once in pl and returns its figures.
+func (o options) measure(r *row, j int, pl placement) (Figures, error) {
+	dir, err := os.MkdirTemp(shortTempDir(), "gwb")
+	if err != nil {
+		return Figures{}, fmt.Errorf("creating the run's directory: %w", err)
+	}
+	defer os.RemoveAll(dir)
+	rn := trial{sec: r.sec, size: r.size, c: r.cs[j], pl: pl, durMs: int(o.dur.Milliseconds()), wMs: int(max(o.dur/4, 20*time.Millisecond).Milliseconds())}
+	rn.n, rn.warm = o.samples(r.size)
+	ps, err := rn.procs(o.baselines, dir)
+	if err != nil {
+		return Figures{}, err
+	}
+	before := sampleLoad()
+	res, err := runProcs(ps, runTimeout)
+	if err != nil {
+		return Figures{}, err
+	}
+	after := sampleLoad()
+	f, err := rn.figures(res)
+	var ours time.Duration
+	for _, r := range res {
+		ours += r.procCPU
+	}
+	f.OtherLoad = otherLoad(before, after, ours)
+	return f, err
+}
+
+// shortTempDir is a directory for sockets whose paths fit sun_path.
+func shortTempDir() string {
+	if d := os.TempDir(); len(d) < 64 {
+		return d
+	}
+	return "/tmp"
+}
+
+// figures checks a run's results (a lost, extra or corrupted message fails
+// the run) and computes its figures.
+func (r trial) figures(res []result) (Figures, error) {
+	a, bs := res[0], res[1:]
+	var f Figures
+	switch r.sec.scenario {
+	case scenarioLat:
+		if a.Ops != uint64(r.n) {
+			return f, fmt.Errorf("the publisher sent %d timed messages, want %d", a.Ops, r.n)
 		}
-		defer func() {
-			if rerr := p.restore(); err == nil {
-				err = rerr
+		worst := make([]int64, r.n) // the last receiver's latency, message by message
+		for i, b := range bs {
+			if b.Ops != uint64(r.n) || len(b.Samples) != r.n {
+				return f, fmt.Errorf("receiver %d got %d timed messages (%d samples), want %d", i+1, b.Ops, len(b.Samples), r.n)
 			}
-		}()
-	}
-	for _, size := range o.sizes {
-		if !o.latency {
-			break
-		}
-		spec := o.spec(size, pinned)
-		row, err := latencyRow(o, spec)
-		if err != nil {
-			return fmt.Errorf("latency, %s, %s: %w", sizeName(size), pinName(pinned), err)
-		}
-		rep.Latency = append(rep.Latency, row)
-	}
-	for _, size := range o.sizes {
-		if !o.throughput {
-			break
-		}
-		spec := o.spec(size, pinned)
-		row, err := throughputRow(o, spec)
-		if err != nil {
-			return fmt.Errorf("throughput, %s, %s: %w", sizeName(size), pinName(pinned), err)
-		}
-		rep.Throughput = append(rep.Throughput, row)
-	}
-	return nil
-}
-
-// spec is the common part of a peer's spec.
-func (o options) spec(size int, pinned bool) peerSpec {
-	return peerSpec{Size: size, Slots: o.slots, Pinned: pinned, MemProfile: o.memprofile}
-}
-
-func pinName(pinned bool) string {
-	if pinned {
-		return "pinned"
-	}
-	return "unpinned"
-}
-
-func latencyRow(o options, spec peerSpec) (LatencyRow, error) {
-	spec.Scenario = scenarioLatency
-	n, warm := o.roundTrips(spec.Size)
-	spec.Transport = transportSocket
-	runtime.GC()
-	base, err := socketLatency(spec, n, warm)
-	if err != nil {
-		return LatencyRow{}, fmt.Errorf("baseline: %w", err)
-	}
-	spec.Transport = transportGWIPC
-	runtime.GC()
-	gw, err := gwipcLatency(spec, n, warm)
-	if err != nil {
-		return LatencyRow{}, fmt.Errorf("gwipc: %w", err)
-	}
-	if err := checkPeer(spec, base.peer, uint64(n)); err != nil {
-		return LatencyRow{}, fmt.Errorf("baseline: %w", err)
-	}
-	if err := checkPeer(spec, gw.peer, uint64(n)); err != nil {
-		return LatencyRow{}, fmt.Errorf("gwipc: %w", err)
-	}
-	row := LatencyRow{
-		Size:     spec.Size,
-		Pinned:   spec.Pinned,
-		Gwipc:    latencyStats(gw.rtts),
-		Baseline: latencyStats(base.rtts),
-		GwipcAllocs: Allocs{
-			A: perMsg(gw.mallocsA, gw.msgsA),
-			B: perMsg(gw.peer.Mallocs, gw.peer.Messages),
-		},
-		BaselineAllocs: Allocs{
-			A: perMsg(base.mallocsA, base.msgsA),
-			B: perMsg(base.peer.Mallocs, base.peer.Messages),
-		},
-		NoSlot: gw.noSlot + gw.peer.NoSlot,
-	}
-	row.RatioP50 = ratio(row.Gwipc.P50, row.Baseline.P50)
-	row.RatioP99 = ratio(row.Gwipc.P99, row.Baseline.P99)
-	row.RatioMean = ratio(row.Gwipc.Mean, row.Baseline.Mean)
-	return row, nil
-}
-
-func throughputRow(o options, spec peerSpec) (ThroughputRow, error) {
-	spec.Scenario = scenarioThroughput
-	spec.Transport = transportSocket
-	runtime.GC()
-	base, err := socketThroughput(spec, o.duration, o.warmDur)
-	if err != nil {
-		return ThroughputRow{}, fmt.Errorf("baseline: %w", err)
-	}
-	spec.Transport = transportGWIPC
-	runtime.GC()
-	gw, err := gwipcThroughput(spec, o.duration, o.warmDur)
-	if err != nil {
-		return ThroughputRow{}, fmt.Errorf("gwipc: %w", err)
-	}
-	if err := checkPeer(spec, base.peer, 1); err != nil {
-		return ThroughputRow{}, fmt.Errorf("baseline: %w", err)
-	}
-	if err := checkPeer(spec, gw.peer, 1); err != nil {
-		return ThroughputRow{}, fmt.Errorf("gwipc: %w", err)
-	}
-	if base.peer.Messages != base.sent {
-		return ThroughputRow{}, fmt.Errorf("baseline: peer received %d messages, %d sent", base.peer.Messages, base.sent)
-	}
-	if gw.peer.Messages+gw.dropped < gw.sent {
-		return ThroughputRow{}, fmt.Errorf("gwipc: peer received %d messages and %d were dropped, but %d were published", gw.peer.Messages, gw.dropped, gw.sent)
-	}
-	row := ThroughputRow{
-		Size:     spec.Size,
-		Pinned:   spec.Pinned,
-		Gwipc:    throughputStats(gw),
-		Baseline: throughputStats(base),
-		GwipcAllocs: Allocs{
-			A: perMsg(gw.mallocsA, gw.msgsA),
-			B: perMsg(gw.peer.Mallocs, gw.peer.Messages),
-		},
-		BaselineAllocs: Allocs{
-			A: perMsg(base.mallocsA, base.msgsA),
-			B: perMsg(base.peer.Mallocs, base.peer.Messages),
-		},
-	}
-	row.Ratio = ratio(row.Gwipc.MsgsPerSec, row.Baseline.MsgsPerSec)
-	return row, nil
-}
-
-// checkPeer checks what the peer reports about its run.
-func checkPeer(spec peerSpec, p peerResult, minMsgs uint64) error {
-	switch {
-	case p.Messages < minMsgs:
-		return fmt.Errorf("peer counted %d messages, want at least %d", p.Messages, minMsgs)
-	case p.Bytes != p.Messages*uint64(spec.Size):
-		return fmt.Errorf("peer counted %d bytes in %d messages of %d", p.Bytes, p.Messages, spec.Size)
-	case spec.Pinned && p.CPUs != 1:
-		return fmt.Errorf("peer runs on %d CPUs, want 1 (pinned)", p.CPUs)
-	}
-	return nil
-}
-
-func perMsg(mallocs, msgs uint64) float64 {
-	if msgs == 0 {
-		return 0
-	}
-	return float64(mallocs) / float64(msgs)
-}
-
-func ratio(a, b float64) float64 {
-	if b == 0 {
-		return 0
-	}
-	return a / b
-}
-
-// burst sends messages for d (checking the clock every 16) and returns how
-// many it sent.
-func burst(d time.Duration, send func() error) (uint64, error) {
-	var sent uint64
-	for end := time.Now().Add(d); ; {
-		for range 16 {
-			if err := send(); err != nil {
-				return sent, err
+			for k, s := range b.Samples {
+				worst[k] = max(worst[k], s)
 			}
 		}
-		sent += 16
-		if !time.Now().Before(end) {
-			return sent, nil
+		f.P50, f.P99 = percentileUs(worst, 0.50), percentileUs(worst, 0.99)
+	case scenarioRTT:
+		b := bs[0]
+		if a.Ops != uint64(r.n) || len(a.Samples) != r.n || b.Ops != uint64(r.n) {
+			return f, fmt.Errorf("the caller made %d timed calls (%d samples), the provider served %d, want %d", a.Ops, len(a.Samples), b.Ops, r.n)
+		}
+		f.P50, f.P99 = percentileUs(a.Samples, 0.50), percentileUs(a.Samples, 0.99)
+	case scenarioStream:
+		b := bs[0]
+		want := sumPayload(payload(r.size)) * b.Ops
+		switch {
+		case b.Ops == 0 || b.ElapsedNs == 0:
+			return f, errors.New("the receiver timed no message")
+		case b.Ops != a.Ops:
+			return f, fmt.Errorf("the receiver got %d timed messages, the sender sent %d", b.Ops, a.Ops)
+		case b.Bytes != b.Ops*uint64(r.size):
+			return f, fmt.Errorf("the receiver got %d bytes in %d messages of %d", b.Bytes, b.Ops, r.size)
+		case b.Checksum != want:
+			return f, fmt.Errorf("the receiver's checksum is %d, want %d (it did not read every byte)", b.Checksum, want)
+		}
+		secs := float64(b.ElapsedNs) / 1e9
+		f.Rate, f.GBps = float64(b.Ops)/secs, float64(b.Bytes)/secs/1e9
+	}
+	f.Messages = bs[0].Ops
+	f.CPUA, f.AllocsA = perOp(a)
+	var allocs float64
+	for _, b := range bs {
+		cpu, al := perOp(b)
+		f.CPUB += cpu / float64(len(bs))
+		if al != nil {
+			allocs += *al / float64(len(bs))
+			f.AllocsB = &allocs
 		}
 	}
+	return f, nil
+}
+
+// perOp is a process's CPU µs and allocations per timed message.
+func perOp(r result) (cpuUs float64, allocs *float64) {
+	if r.Ops == 0 {
+		return 0, nil
+	}
+	cpuUs = float64(r.CPUNs) / 1e3 / float64(r.Ops)
+	if r.Mallocs != nil {
+		a := float64(*r.Mallocs) / float64(r.Ops)
+		allocs = &a
+	}
+	return cpuUs, allocs
 }

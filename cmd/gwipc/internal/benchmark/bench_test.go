@@ -3,8 +3,9 @@ package benchmark
 import (
 	"bytes"
 	"encoding/json"
-	"fmt"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -13,97 +14,216 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// TestMain lets this test binary serve as the peer process that Main
-// re-executes.
+// TestMain lets this test binary serve as the gwipc measurement processes
+// that Main starts.
 func TestMain(m *testing.M) {
 	ServePeerIfRequested()
 	os.Exit(m.Run())
 }
 
-// TestMainQuick runs the whole harness (-quick: two sizes, both placements,
-// real peer processes) and checks that the report has every row and that
-// its numbers make sense. It checks no timing: that is the report's job.
+// buildBaselines builds the C baselines with the Makefile's own rule into
+// a temporary directory and returns it.
+func buildBaselines(t *testing.T) string {
+	t.Helper()
+	for _, tool := range []string{"make", "cc", "pkg-config"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("%s not found: the baselines cannot be built", tool)
+		}
+	}
+	root, err := filepath.Abs("../../../..")
+	require.NoError(t, err)
+	build := t.TempDir()
+	out, err := exec.Command("make", "-s", "-C", root, "BUILD="+build, "baselines").CombinedOutput()
+	require.NoError(t, err, "make baselines: %s", out)
+	return filepath.Join(build, "bench")
+}
+
+// TestMainQuick runs the harness for real (-quick: every scenario, fewer
+// sizes, two passes, real processes) and checks what the report says: every
+// row and contender, the message counts, ratios computed pass by pass, and
+// no allocation on gwipc's Dispatch paths. It checks no timing.
 func TestMainQuick(t *testing.T) {
+	dir := buildBaselines(t)
+	// A race-enabled process (the gwipc ones are this test binary) waits a
+	// second at exit for late reports; the runs' processes need not.
+	t.Setenv("GORACE", strings.TrimSpace(os.Getenv("GORACE")+" atexit_sleep_ms=0"))
+	// One placement keeps the test short: the two processes on different
+	// CPUs where there are two.
+	cpus, err := allowedCPUs()
+	require.NoError(t, err)
+	place := placePin00
+	if len(cpus) >= 2 {
+		place = placePin01
+	}
 	var stdout, stderr bytes.Buffer
-	code := Main([]string{"-quick", "-json"}, &stdout, &stderr)
+	code := Main([]string{"-quick", "-json", "-place", place, "-baselines", dir}, &stdout, &stderr)
 	require.Equal(t, 0, code, "exit code; stderr: %s", stderr.String())
 	var rep Report
 	require.NoError(t, json.Unmarshal(stdout.Bytes(), &rep), "report: %s", stdout.String())
+	require.Equal(t, 2, rep.Passes)
+	require.Len(t, rep.Placements, 1)
+	assert.Equal(t, place, rep.Placements[0].Name)
 
-	sizes := []int{64, 65536}
-	type key struct {
-		size   int
-		pinned bool
-	}
-	var want []key
-	for _, pinned := range []bool{false, true} {
-		for _, size := range sizes {
-			want = append(want, key{size, pinned})
+	for _, p := range rep.Placements {
+		var keys []string
+		for _, s := range p.Sections {
+			keys = append(keys, s.Key)
+			sec, err := sectionsByKey([]string{s.Key})
+			require.NoError(t, err)
+			checkSection(t, rep, p.Name, sec[0], s)
 		}
+		assert.Equal(t, []string{"oneway", "rate", "bandwidth", "fanout", "rtt"}, keys, "%s: sections", p.Name)
 	}
 
-	var gotLat []key
-	for _, row := range rep.Latency {
-		k := key{row.Size, row.Pinned}
-		gotLat = append(gotLat, k)
-		for name, s := range map[string]LatencyStats{"gwipc": row.Gwipc, "baseline": row.Baseline} {
-			assert.Equal(t, 300, s.N, "%v %s: round trips", k, name)
-			assert.Greater(t, s.Min, 0.0, "%v %s: min", k, name)
-			ordered := s.Min <= s.P50 && s.P50 <= s.P90 && s.P90 <= s.P99 && s.P99 <= s.P999 && s.P999 <= s.Max
-			assert.True(t, ordered, "%v %s: percentiles out of order: %+v", k, name, s)
-			assert.True(t, s.Min <= s.Mean && s.Mean <= s.Max, "%v %s: mean %v outside [min, max]", k, name, s.Mean)
-		}
-		assert.Greater(t, row.RatioP50, 0.0, "%v: ratio p50", k)
-		assert.Greater(t, row.RatioMean, 0.0, "%v: ratio mean", k)
-		assertAllocs(t, row.GwipcAllocs, "%v gwipc allocs/rt", k)
-		assertAllocs(t, row.BaselineAllocs, "%v baseline allocs/rt", k)
-	}
-	assert.Equal(t, want, gotLat, "latency rows")
-
-	var gotTput []key
-	for _, row := range rep.Throughput {
-		k := key{row.Size, row.Pinned}
-		gotTput = append(gotTput, k)
-		for name, s := range map[string]ThroughputStats{"gwipc": row.Gwipc, "baseline": row.Baseline} {
-			assert.Greater(t, s.Messages, uint64(0), "%v %s: messages", k, name)
-			assert.Equal(t, s.Messages*uint64(row.Size), s.Bytes, "%v %s: bytes", k, name)
-			assert.Greater(t, s.Seconds, 0.0, "%v %s: seconds", k, name)
-			assert.Greater(t, s.MsgsPerSec, 0.0, "%v %s: msg/s", k, name)
-			assert.Greater(t, s.MiBPerSec, 0.0, "%v %s: MiB/s", k, name)
-			assert.LessOrEqual(t, s.Messages, s.Sent, "%v %s: received more than sent", k, name)
-		}
-		assert.Equal(t, row.Baseline.Sent, row.Baseline.Messages, "%v: a stream socket loses nothing", k)
-		assert.Equal(t, row.Gwipc.Sent, row.Gwipc.Messages+row.Gwipc.Dropped, "%v: gwipc published = received + dropped", k)
-		assert.Greater(t, row.Ratio, 0.0, "%v: ratio", k)
-		assertAllocs(t, row.GwipcAllocs, "%v gwipc allocs/msg", k)
-		assertAllocs(t, row.BaselineAllocs, "%v baseline allocs/msg", k)
-	}
-	assert.Equal(t, want, gotTput, "throughput rows")
-
-	// The text form of the same report has a line for every row.
 	var text bytes.Buffer
 	require.NoError(t, rep.WriteText(&text))
-	out := text.String()
-	assert.Contains(t, out, "Round-trip latency")
-	assert.Contains(t, out, "One-way throughput")
-	assert.Contains(t, out, "Higher is better")
-	for _, sz := range []string{"64B", "64KiB"} {
-		lines := 0
-		for line := range strings.Lines(out) {
-			if strings.HasPrefix(strings.TrimSpace(line), sz+" ") {
-				lines++
-			}
-		}
-		assert.Equal(t, 4, lines, "text lines for %s (latency and throughput, pinned and not):\n%s", sz, out)
+	for _, p := range rep.Placements {
+		assert.Contains(t, text.String(), "== "+p.Name+": ")
 	}
-	t.Logf("\n%s", out)
+	for _, sec := range sections {
+		assert.Equal(t, len(rep.Placements), strings.Count(text.String(), sec.title+"\n"), "tables titled %q", sec.title)
+	}
+	t.Logf("\n%s", text.String())
 }
 
-func assertAllocs(t *testing.T, a Allocs, msg string, args ...any) {
+// checkSection checks one section of the quick report.
+func checkSection(t *testing.T, rep Report, place string, sec *section, s SectionReport) {
 	t.Helper()
-	what := fmt.Sprintf(msg, args...)
-	assert.GreaterOrEqual(t, a.A, 0.0, what)
-	assert.GreaterOrEqual(t, a.B, 0.0, what)
+	var sizes []int
+	for _, row := range s.Rows {
+		sizes = append(sizes, row.Size)
+		var want []string
+		for _, c := range sec.contenders(row.Size) {
+			if _, gone := rep.Missing[c.family]; !gone {
+				want = append(want, c.name)
+			}
+		}
+		var got []string
+		byName := map[string]ContenderReport{}
+		for _, c := range row.Contenders {
+			got = append(got, c.Name)
+			byName[c.Name] = c
+		}
+		require.Equal(t, want, got, "%s %s %d: contenders", place, s.Key, row.Size)
+
+		n, _ := options{n: rep.N}.samples(row.Size)
+		for _, c := range row.Contenders {
+			what := place + " " + s.Key + " " + sizeName(row.Size) + " " + c.Name
+			require.Len(t, c.Passes, rep.Passes, "%s: passes", what)
+			for _, f := range c.Passes {
+				if s.Throughput {
+					assert.Positive(t, f.Messages, "%s: messages", what)
+					assert.InEpsilon(t, f.Rate*float64(row.Size)/1e9, f.GBps, 1e-9, "%s: GB/s = msg/s × size", what)
+				} else {
+					assert.Equal(t, uint64(n), f.Messages, "%s: timed messages", what)
+					assert.True(t, 0 < f.P50 && f.P50 <= f.P99, "%s: 0 < p50 %v <= p99 %v", what, f.P50, f.P99)
+				}
+				assert.Positive(t, f.CPUA+f.CPUB, "%s: CPU time", what)
+				assert.True(t, 0 <= f.OtherLoad && f.OtherLoad <= 1, "%s: other load %v, a share", what, f.OtherLoad)
+				if c.Family != "gwipc" {
+					assert.Nil(t, f.AllocsA, "%s: no allocation count for a C program", what)
+					continue
+				}
+				require.NotNil(t, f.AllocsA, what)
+				require.NotNil(t, f.AllocsB, what)
+				if !strings.HasPrefix(c.Name, "gwipc dispatch") {
+					continue
+				}
+				if s.Throughput {
+					// A stream's allocations grow the engine's free lists
+					// up to the backlog (at most a pool's slots deep), once:
+					// they are bounded by the slots, not by the messages.
+					maxAllocs := float64(4 * defaultSlots(scenarioStream, row.Size))
+					assert.LessOrEqual(t, *f.AllocsA*float64(f.Messages), maxAllocs, "%s: allocations in A", what)
+					assert.LessOrEqual(t, *f.AllocsB*float64(f.Messages), maxAllocs, "%s: allocations in B", what)
+					continue
+				}
+				assert.Zero(t, *f.AllocsA, "%s: allocations per message in A", what)
+				assert.Zero(t, *f.AllocsB, "%s: allocations per message in B", what)
+			}
+			checkRatios(t, what, s.Throughput, c, byName)
+		}
+	}
+	want := sec.quickSizes
+	if want == nil {
+		want = sec.sizes
+	}
+	assert.Equal(t, want, sizes, "%s %s: sizes", place, s.Key)
+}
+
+// checkRatios checks that a gwipc contender's ratios pair its figures with
+// the baseline's of the same pass, and that the median is over those.
+func checkRatios(t *testing.T, what string, throughput bool, c ContenderReport, byName map[string]ContenderReport) {
+	t.Helper()
+	if c.Family != "gwipc" {
+		assert.Empty(t, c.Ratios, "%s: ratios of a baseline", what)
+		return
+	}
+	baselines := 0
+	for _, b := range byName {
+		if b.Family != "gwipc" {
+			baselines++
+		}
+	}
+	require.Len(t, c.Ratios, baselines, "%s: a ratio per baseline", what)
+	for _, rt := range c.Ratios {
+		b := byName[rt.Baseline]
+		require.Len(t, rt.Passes, len(c.Passes), "%s / %s", what, rt.Baseline)
+		for p := range c.Passes {
+			want := c.Passes[p].P50 / b.Passes[p].P50
+			if throughput {
+				want = c.Passes[p].Rate / b.Passes[p].Rate
+			} else {
+				assert.InEpsilon(t, c.Passes[p].P99/b.Passes[p].P99, rt.P99Passes[p], 1e-12, "%s / %s: p99 ratio of pass %d", what, rt.Baseline, p+1)
+			}
+			assert.InEpsilon(t, want, rt.Passes[p], 1e-12, "%s / %s: ratio of pass %d", what, rt.Baseline, p+1)
+		}
+		m, _ := medianSpread(rt.Passes)
+		assert.Equal(t, m, rt.Median, "%s / %s: median of the passes' ratios", what, rt.Baseline)
+	}
+}
+
+// TestFiguresRejectsBadRuns: a run that lost, duplicated or did not read
+// its messages is an error, not a figure.
+func TestFiguresRejectsBadRuns(t *testing.T) {
+	stream := trial{sec: sectionOf(t, "bandwidth"), size: 64 * kib}
+	sum := sumPayload(payload(64 * kib))
+	good := []result{{Ops: 10}, {Ops: 10, ElapsedNs: 1000, Bytes: 10 * 64 * kib, Checksum: 10 * sum}}
+	_, err := stream.figures(good)
+	require.NoError(t, err)
+
+	lat := trial{sec: sectionOf(t, "fanout"), size: 64, n: 3}
+	five := []result{{Ops: 3}, {Ops: 3, Samples: []int64{1, 2, 3}}, {Ops: 3, Samples: []int64{4, 1, 1}}, {Ops: 3, Samples: []int64{1, 1, 1}}, {Ops: 3, Samples: []int64{1, 5, 1}}}
+	f, err := lat.figures(five)
+	require.NoError(t, err)
+	assert.Equal(t, 4.0/1e3, f.P50, "the last subscriber's latency per message: 4, 5, 3")
+	assert.Equal(t, 5.0/1e3, f.P99)
+
+	tests := []struct {
+		name string
+		tr   trial
+		res  []result
+	}{
+		{"stream: a message lost", stream, []result{{Ops: 11}, good[1]}},
+		{"stream: bytes not read", stream, []result{good[0], {Ops: 10, ElapsedNs: 1000, Bytes: 10 * 64 * kib, Checksum: 9 * sum}}},
+		{"stream: nothing timed", stream, []result{{}, {}}},
+		{"lat: a receiver short", lat, []result{five[0], five[1], five[2], five[3], {Ops: 2, Samples: []int64{1, 1}}}},
+		{"lat: the publisher short", lat, append([]result{{Ops: 2}}, five[1:]...)},
+		{"rtt: the provider short", trial{sec: sectionOf(t, "rtt"), size: 64, n: 3}, []result{{Ops: 3, Samples: []int64{1, 2, 3}}, {Ops: 2}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := tt.tr.figures(tt.res)
+			assert.Error(t, err)
+		})
+	}
+}
+
+func sectionOf(t *testing.T, key string) *section {
+	t.Helper()
+	secs, err := sectionsByKey([]string{key})
+	require.NoError(t, err)
+	return secs[0]
 }
 
 func TestMainUsage(t *testing.T) {
@@ -112,12 +232,13 @@ func TestMainUsage(t *testing.T) {
 		args []string
 		code int
 	}{
-		{"bad pin", []string{"-pin", "sideways"}, 2},
-		{"bad size", []string{"-sizes", "64,zero"}, 2},
-		{"size too large", []string{"-sizes", "1G"}, 2},
-		{"zero n", []string{"-n", "0"}, 2},
+		{"bad placement", []string{"-place", "sideways"}, 2},
+		{"bad section", []string{"-sections", "oneway,nothing"}, 2},
+		{"no pass", []string{"-passes", "0"}, 2},
+		{"tiny n", []string{"-n", "3"}, 2},
 		{"unknown flag", []string{"-frobnicate"}, 2},
 		{"extra argument", []string{"now"}, 2},
+		{"no baselines", []string{"-baselines", "/nonexistent", "-sections", "rate"}, 1},
 		{"help", []string{"-h"}, 0},
 	}
 	for _, tt := range tests {
@@ -131,18 +252,38 @@ func TestMainUsage(t *testing.T) {
 	}
 }
 
-func TestParseSizes(t *testing.T) {
-	got, err := parseSizes("64, 1K,64k,1M,64")
+func TestArgsRoundTrip(t *testing.T) {
+	a := args{Role: rolePub, Scenario: scenarioLat, Path: "/tmp/x/s", Size: 64, N: 100, Warm: 10, Subs: 4, Slots: 1, CPU: 0, Variant: "run", Mode: modeLoan}
+	got, err := parseArgs(a.argv())
 	require.NoError(t, err)
-	assert.Equal(t, []int{64, 1024, 65536, 1 << 20}, got)
+	assert.Equal(t, a, got)
+	_, err = parseArgs([]string{"-role=pub", "-size=63"})
+	assert.Error(t, err, "a size that is not a multiple of 8")
 }
 
-func TestLatencyStats(t *testing.T) {
-	var rtts []time.Duration
+func TestOtherLoad(t *testing.T) {
+	a := loadSample{busy: 100, total: 1000}
+	b := loadSample{busy: 300, total: 2000, self: 100 * time.Millisecond}
+	// 200 busy ticks, of which 10 the harness's and 50 the run's.
+	assert.InEpsilon(t, 0.14, otherLoad(a, b, 500*time.Millisecond), 1e-9)
+	assert.Zero(t, otherLoad(a, b, 3*time.Second), "never below zero")
+	assert.Zero(t, otherLoad(a, a, 0), "no time passed")
+}
+
+func TestMedianSpread(t *testing.T) {
+	m, s := medianSpread([]float64{3, 1, 2})
+	assert.Equal(t, 2.0, m)
+	assert.Equal(t, 1.0, s)
+	m, _ = medianSpread([]float64{4, 1, 2, 3})
+	assert.Equal(t, 2.5, m)
+}
+
+func TestPercentile(t *testing.T) {
+	var ns []int64
 	for i := 1000; i >= 1; i-- {
-		rtts = append(rtts, time.Duration(i)*time.Microsecond)
+		ns = append(ns, int64(i)*1000)
 	}
-	s := latencyStats(rtts)
-	assert.Equal(t, LatencyStats{N: 1000, Min: 1, P50: 500, P90: 900, P99: 990, P999: 999, Max: 1000, Mean: 500.5}, s)
-	assert.Equal(t, time.Duration(1000)*time.Microsecond, rtts[0], "input left unsorted")
+	assert.Equal(t, 500.0, percentileUs(ns, 0.50))
+	assert.Equal(t, 990.0, percentileUs(ns, 0.99))
+	assert.Equal(t, int64(1000*1000), ns[0], "input left unsorted")
 }

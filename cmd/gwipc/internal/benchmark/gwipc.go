@@ -1,376 +1,484 @@
 package benchmark
 
 import (
+	"context"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
+	"runtime"
+	"sync"
 	"time"
 
 	"github.com/gwipc/gwipc/engine"
 	"github.com/gwipc/gwipc/shm"
 )
 
-// The two services of a gwipc run. A offers ping and requires pong; B the
-// reverse.
-var (
-	pingSvc = engine.ServiceID{Interface: engine.Interface{ID: "bench.ping", Major: 1}, Instance: "0"}
-	pongSvc = engine.ServiceID{Interface: engine.Interface{ID: "bench.pong", Major: 1}, Instance: "0"}
-)
+// This file is the only one that uses the engine API: the gwipc
+// measurement processes.
 
-// Events. Ping: data and control (one byte: ctlMark or ctlStop). Pong: the
-// echo and the acknowledgement of ctlStop.
-const (
-	evData uint16 = 0
-	evCtl  uint16 = 1
-	evEcho uint16 = 0
-	evAck  uint16 = 1
-
-	ctlMark = 'm' // start counting (messages, allocations) from here
-	ctlStop = 's' // report, acknowledge and exit
-)
-
-// dispatchWait is how long one Dispatch may wait. It returns as soon as
-// there is work; the bound only lets the loops notice a dead peer.
-const dispatchWait = 100 * time.Millisecond
-
-// gwSide is the measuring process's gwipc end.
-type gwSide struct {
-	node   *engine.Node
-	ping   *engine.Offer
-	pong   *engine.Proxy
-	dir    string
-	child  *child
-	size   int
-	subbed int // ping events with a subscriber
-
-	echoes   int // echoes received
-	badEcho  int // echoes of the wrong length
-	acked    bool
-	noSlot   uint64
-	deadline time.Time // for the current wait
+// gwVariant is one way of driving both gwipc nodes of a run.
+type gwVariant struct {
+	name string
+	// run: go node.Run(ctx), and the blocking calls where they exist
+	// (Offer.LoanWait, Offer.PublishWait, Proxy.Call). Otherwise the
+	// process's main goroutine, on its locked thread, calls Dispatch in a
+	// loop and uses the non-blocking calls (Loan, Publish, CallAsync).
+	run bool
 }
 
-// startGWIPC listens, offers ping, requires pong and starts the peer; it
-// returns once both sides' subscriptions are acknowledged.
-func startGWIPC(spec peerSpec) (*gwSide, error) {
-	dir, err := os.MkdirTemp(shortTempDir(), "gwb")
+// gwVariants are measured in every scenario, beside the baselines (and
+// times the scenario's payload modes). One line adds a variant everywhere.
+var gwVariants = []gwVariant{
+	{name: "dispatch"},
+	{name: "run", run: true},
+}
+
+// Payload modes of the event scenarios.
+const (
+	modeCopy = "copy" // Offer.Publish copies the payload into a slot
+	modeLoan = "loan" // the payload is written into a loaned slot, then published
+)
+
+// gwDescription says how the gwipc contenders work, for the report.
+const gwDescription = "gwipc: a Listen node (publisher, provider) and a Dial node (subscriber, caller). " +
+	"dispatch = the main goroutine calls Dispatch in a loop on a locked OS thread; " +
+	"run = go node.Run(ctx) with LoanWait/PublishWait/Proxy.Call. " +
+	"One-way: a 1-slot pool, so the publisher's next Loan waits for the subscriber's release of the last event (its acknowledgement); " +
+	"copy = wait for the slot (Loan, Discard), stamp, Publish copies the payload in; loan = Loan, write the payload, stamp, Loan.Publish. " +
+	"Streams: Publish (copy) into a pool of up to 64 slots (4 MiB), retried after Dispatch (PublishWait with Run). " +
+	"Calls: CallAsync + Dispatch, or Proxy.Call with Run; the provider's OnCall replies with the request's bytes."
+
+func variantByName(name string) (gwVariant, error) {
+	for _, v := range gwVariants {
+		if v.name == name {
+			return v, nil
+		}
+	}
+	return gwVariant{}, fmt.Errorf("unknown gwipc variant %q", name)
+}
+
+// The service of every gwipc run: event 0 carries the payloads, method 0
+// echoes its request.
+var benchSvc = engine.ServiceID{Interface: engine.Interface{ID: "gwipc.bench", Major: 1}, Instance: "0"}
+
+const (
+	evData     uint16 = 0
+	methodEcho uint16 = 0
+)
+
+// dispatchWait bounds one Dispatch so that the loops notice the deadline;
+// Dispatch returns as soon as there is work.
+const dispatchWait = 100 * time.Millisecond
+
+// gwipcRole runs the gwipc measurement process a describes.
+func gwipcRole(a args) (result, error) {
+	v, err := variantByName(a.Variant)
 	if err != nil {
-		return nil, fmt.Errorf("benchmark: creating the socket directory: %w", err)
+		return result{}, err
 	}
-	g := &gwSide{dir: dir, size: spec.Size}
-	spec.Path = filepath.Join(dir, "s")
-	if g.node, err = engine.Listen(spec.Path, &engine.Config{Name: "bench-a"}); err != nil {
-		g.close()
-		return nil, err
+	warmTypeCaches()
+	switch a.Role {
+	case rolePub:
+		return gwipcPub(a, v)
+	case roleSub:
+		return gwipcSub(a, v)
+	case roleCall:
+		return gwipcCall(a, v)
+	case roleServe:
+		return gwipcServe(a, v)
 	}
-	g.ping, err = g.node.Offer(pingSvc, &engine.OfferConfig{
-		Events:   2,
-		Geometry: shm.Geometry{SlotSize: uint32(spec.Size), SlotCount: uint32(spec.Slots)},
-		// One subscriber: it may hold the whole pool.
-		SubscriberSlots: spec.Slots,
-		OnSubscription: func(_ uint16, on bool) {
-			if on {
-				g.subbed++
-			} else {
-				g.subbed--
+	return result{}, fmt.Errorf("unknown role %q", a.Role)
+}
+
+// gwNode drives one node the variant's way.
+//
+// No Go timer is pending while it measures: with one in the P's heap, the
+// runtime wakes another thread each time the dispatching thread blocks in a
+// system call, which would double the futex calls and context switches per
+// message. So the deadline is a clock value that Dispatch loops check, and
+// the Run variant's blocking waits have none of their own: the harness
+// kills a run that hangs.
+type gwNode struct {
+	*engine.Node
+	v        gwVariant
+	deadline int64           // nanotime
+	ctx      context.Context // cancelled by close
+	cancel   context.CancelFunc
+	runDone  chan error // Run's result (run variant)
+}
+
+func newGWNode(n *engine.Node, v gwVariant) *gwNode {
+	ctx, cancel := context.WithCancel(context.Background())
+	g := &gwNode{Node: n, v: v, deadline: nanotime() + int64(peerTimeout), ctx: ctx, cancel: cancel}
+	if v.run {
+		g.runDone = make(chan error, 1)
+		go func() { g.runDone <- n.Run(ctx) }()
+	}
+	return g
+}
+
+// close stops Run (if running) and closes the node.
+func (g *gwNode) close() {
+	g.cancel()
+	if g.runDone != nil {
+		<-g.runDone
+	}
+	g.Node.Close()
+}
+
+// step is one Dispatch (dispatch variant), failing once the deadline passed.
+func (g *gwNode) step(what string) error {
+	if _, _, err := g.Dispatch(dispatchWait); err != nil {
+		return err
+	}
+	if nanotime() > g.deadline {
+		return fmt.Errorf("timed out waiting for %s", what)
+	}
+	return nil
+}
+
+// wait returns once ch is closed: dispatching, or while Run dispatches.
+func (g *gwNode) wait(what string, ch <-chan struct{}) error {
+	for {
+		select {
+		case <-ch:
+			return nil
+		default:
+		}
+		if !g.v.run {
+			if err := g.step(what); err != nil {
+				return err
+			}
+			continue
+		}
+		select {
+		case <-ch:
+			return nil
+		case err := <-g.runDone:
+			g.runDone <- err // for close
+			return fmt.Errorf("node stopped waiting for %s: %v", what, err)
+		}
+	}
+}
+
+// until returns once cond holds, for setup and teardown: it polls cond
+// after each Dispatch, or every millisecond while Run dispatches.
+func (g *gwNode) until(what string, cond func() bool) error {
+	for !cond() {
+		if !g.v.run {
+			if err := g.step(what); err != nil {
+				return err
+			}
+			continue
+		}
+		if nanotime() > g.deadline {
+			return fmt.Errorf("timed out waiting for %s", what)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	return nil
+}
+
+// loan takes a slot, waiting for one to come back.
+func (g *gwNode) loan(o *engine.Offer) (engine.Loan, error) {
+	if g.v.run {
+		return o.LoanWait(g.ctx, evData)
+	}
+	for {
+		l, err := o.Loan(evData)
+		if !errors.Is(err, engine.ErrNoSlot) {
+			return l, err
+		}
+		if err := g.step("a free slot"); err != nil {
+			return l, err
+		}
+	}
+}
+
+// publish copies buf into a slot and publishes it, waiting for a slot.
+func (g *gwNode) publish(o *engine.Offer, buf []byte) error {
+	if g.v.run {
+		return o.PublishWait(g.ctx, evData, buf)
+	}
+	for {
+		err := o.Publish(evData, buf)
+		if !errors.Is(err, engine.ErrNoSlot) {
+			return err
+		}
+		if err := g.step("a free slot"); err != nil {
+			return err
+		}
+	}
+}
+
+// gwipcPub is the publisher of lat (one event in flight) and stream.
+func gwipcPub(a args, v gwVariant) (result, error) {
+	node, err := engine.Listen(a.Path, &engine.Config{Name: "bench-pub"})
+	if err != nil {
+		return result{}, err
+	}
+	offer, err := node.Offer(benchSvc, &engine.OfferConfig{
+		Events:   1,
+		Geometry: shm.Geometry{SlotSize: uint32(a.Size), SlotCount: uint32(a.Slots)},
+		// Every subscriber may hold the whole pool, as the baselines' readers may.
+		SubscriberSlots: a.Slots,
+	})
+	if err != nil {
+		node.Close()
+		return result{}, err
+	}
+	g := newGWNode(node, v)
+	defer g.close()
+	if err := g.until("the subscribers", func() bool { return subscribers(node) == a.Subs }); err != nil {
+		return result{}, err
+	}
+	buf := payload(a.Size)
+	runtime.GC() // not during the measurement
+	s := newSender(&a, buf)
+	if a.Scenario == scenarioStream {
+		for s.next() {
+			if err := g.publish(offer, buf); err != nil {
+				return result{}, fmt.Errorf("publishing message %d: %w", s.seq-1, err)
+			}
+		}
+		// The subscribers exit when this node goes: not before they
+		// released everything.
+		return s.result(), g.until("the subscribers to release every slot", func() bool { return inUse(node) == 0 })
+	}
+	for {
+		// With one slot, the slot coming back is the acknowledgement of
+		// the previous event.
+		l, err := g.loan(offer)
+		if err != nil {
+			return result{}, fmt.Errorf("waiting for a free slot after %d messages: %w", s.seq, err)
+		}
+		if !s.next() {
+			return s.result(), l.Discard()
+		}
+		if a.Mode == modeLoan {
+			copy(l.Bytes(), buf) // the application writes the payload in place
+			stamp(l.Bytes())
+			err = l.Publish(a.Size)
+		} else if err = l.Discard(); err == nil {
+			stamp(buf)
+			err = offer.Publish(evData, buf)
+		}
+		if err != nil {
+			return result{}, fmt.Errorf("publishing message %d: %w", s.seq-1, err)
+		}
+	}
+}
+
+// warmTypeCaches fills the Go runtime's type-assertion caches that the
+// exhausted-pool paths (Loan, Publish and their Wait forms) reach through
+// errors.Is. The runtime adds an entry with probability 1/1024 per miss and
+// each addition allocates, so without this a few such allocations land in
+// the measured part at random; a long-running process has them filled.
+func warmTypeCaches() {
+	for range 100000 {
+		_ = errors.Is(engine.ErrNoSlot, engine.ErrClosed)
+	}
+}
+
+// subscribers is the number of peers subscribed to evData. Status
+// allocates: for setup only.
+func subscribers(n *engine.Node) int {
+	k := 0
+	for _, o := range n.Status().Offers {
+		for _, b := range o.Bindings {
+			for _, ev := range b.Events {
+				if ev == evData {
+					k++
+				}
+			}
+		}
+	}
+	return k
+}
+
+// inUse is the number of slots of the offer's pool in use (Status
+// allocates: for teardown only).
+func inUse(n *engine.Node) int {
+	k := 0
+	for _, o := range n.Status().Offers {
+		if o.Pool != nil {
+			k += o.Pool.InUse
+		}
+	}
+	return k
+}
+
+// finish is the end of a receiving process's run, signalled from a
+// callback (on the dispatching goroutine, whichever variant).
+type finish struct {
+	ch   chan struct{}
+	once sync.Once
+	err  error // written before ch is closed
+}
+
+func newFinish() *finish { return &finish{ch: make(chan struct{})} }
+
+func (f *finish) done(err error) {
+	f.once.Do(func() {
+		f.err = err
+		close(f.ch)
+	})
+}
+
+// dial is engine.Dial retrying every few milliseconds: the listener is
+// started at the same time, and the default back-off (doubling from 10 ms)
+// would add hundreds of milliseconds to a run whose listener is slow to
+// start.
+func dial(path string, cfg *engine.Config) (*engine.Node, error) {
+	cfg.ReconnectMin, cfg.ReconnectMax = time.Millisecond, 5*time.Millisecond
+	return engine.Dial(path, cfg)
+}
+
+// errPeerLeft ends a receiving process's run when the peer left first.
+var errPeerLeft = errors.New("the peer left before the end of the run")
+
+// peerGone returns a Config whose OnPeerDisconnected closes gone and, if
+// end is not nil and the run has not ended, ends it with errPeerLeft.
+func peerGone(name string, gone, end *finish) *engine.Config {
+	return &engine.Config{Name: name, OnPeerDisconnected: func(*engine.Peer, error) {
+		if end != nil {
+			end.done(errPeerLeft)
+		}
+		gone.done(nil)
+	}}
+}
+
+// gwipcSub is a subscriber of lat or stream: it checks every event,
+// records latencies or reads every byte, and exits when the publisher has
+// gone (so its last release reaches the publisher).
+func gwipcSub(a args, v gwVariant) (result, error) {
+	gone, end := newFinish(), newFinish()
+	node, err := dial(a.Path, peerGone("bench-sub", gone, end))
+	if err != nil {
+		return result{}, err
+	}
+	g := newGWNode(node, v)
+	defer g.close()
+	px, err := node.Require(benchSvc, nil)
+	if err != nil {
+		return result{}, err
+	}
+	r := newReceiver(&a)
+	runtime.GC() // not during the measurement
+	err = px.Subscribe(evData, engine.Updates, func(s engine.Sample) {
+		if last, err := r.got(s.Data()); last || err != nil {
+			end.done(err)
+		}
+	})
+	if err != nil {
+		return result{}, err
+	}
+	if err := g.wait("the publisher's events", end.ch); err != nil {
+		return result{}, err
+	}
+	if end.err != nil {
+		return result{}, end.err
+	}
+	return r.result(), g.wait("the publisher to leave", gone.ch)
+}
+
+// gwipcCall is the rtt caller.
+func gwipcCall(a args, v gwVariant) (result, error) {
+	node, err := dial(a.Path, &engine.Config{Name: "bench-call"})
+	if err != nil {
+		return result{}, err
+	}
+	g := newGWNode(node, v)
+	defer g.close()
+	px, err := node.Require(benchSvc, &engine.ProxyConfig{
+		CallGeometry: shm.Geometry{SlotSize: uint32(a.Size), SlotCount: uint32(a.Slots)},
+	})
+	if err != nil {
+		return result{}, err
+	}
+	if err := g.until("the provider", px.Available); err != nil {
+		return result{}, err
+	}
+	runtime.GC() // not during the measurement
+	buf := payload(a.Size)
+	c := newCaller(&a, buf)
+	if v.run {
+		for c.next() {
+			rep, err := px.Call(g.ctx, methodEcho, buf)
+			if err != nil {
+				return result{}, fmt.Errorf("call %d: %w", c.seq-1, err)
+			}
+			err = c.got(rep.Data())
+			rep.Release()
+			if err != nil {
+				return result{}, err
+			}
+		}
+		return c.result(), nil
+	}
+	var (
+		replied bool
+		callErr error
+	)
+	onReply := func(rep engine.Reply, err error) {
+		replied, callErr = true, err
+		if err == nil {
+			callErr = c.got(rep.Data())
+		}
+	}
+	for c.next() {
+		replied = false
+		if _, err := px.CallAsync(methodEcho, buf, engine.CallOptions{}, onReply); err != nil {
+			return result{}, fmt.Errorf("call %d: %w", c.seq-1, err)
+		}
+		for !replied {
+			if err := g.step("a reply"); err != nil {
+				return result{}, err
+			}
+		}
+		if callErr != nil {
+			return result{}, fmt.Errorf("call %d: %w", c.seq-1, callErr)
+		}
+	}
+	return c.result(), nil
+}
+
+// gwipcServe is the rtt provider: OnCall replies with the request's bytes.
+// It exits when the caller has gone.
+func gwipcServe(a args, v gwVariant) (result, error) {
+	gone := newFinish()
+	node, err := engine.Listen(a.Path, peerGone("bench-serve", gone, nil))
+	if err != nil {
+		return result{}, err
+	}
+	g := newGWNode(node, v)
+	defer g.close()
+	r := newReceiver(&a)
+	var failure error // written by OnCall, read once gone is closed
+	_, err = node.Offer(benchSvc, &engine.OfferConfig{
+		Methods:  1,
+		Geometry: shm.Geometry{SlotSize: uint32(a.Size), SlotCount: uint32(a.Slots)},
+		OnCall: func(c engine.Call) {
+			_, err := r.got(c.Data())
+			if rerr := c.Reply(c.Data()); err == nil {
+				err = rerr
+			}
+			if err != nil && failure == nil {
+				failure = err
 			}
 		},
 	})
 	if err != nil {
-		g.close()
-		return nil, err
+		return result{}, err
 	}
-	if g.pong, err = g.node.Require(pongSvc, nil); err != nil {
-		g.close()
-		return nil, err
+	runtime.GC() // not during the measurement
+	if err := g.wait("the caller to finish", gone.ch); err != nil {
+		return result{}, err
 	}
-	onEcho := func(s engine.Sample) {
-		g.echoes++
-		if len(s.Data()) != g.size {
-			g.badEcho++
-		}
+	switch {
+	case failure != nil:
+		return result{}, failure
+	case !r.finished:
+		return result{}, fmt.Errorf("the caller left after %d calls", r.expect)
 	}
-	if err := g.pong.Subscribe(evEcho, engine.Updates, onEcho); err != nil {
-		g.close()
-		return nil, err
-	}
-	if err := g.pong.Subscribe(evAck, engine.Updates, func(engine.Sample) { g.acked = true }); err != nil {
-		g.close()
-		return nil, err
-	}
-	if g.child, err = startChild(spec, nil); err != nil {
-		g.close()
-		return nil, err
-	}
-	err = g.waitUntil(func() bool {
-		if g.subbed < 2 {
-			return false
-		}
-		s0, _ := g.pong.Subscription(evEcho)
-		s1, _ := g.pong.Subscription(evAck)
-		return s0 == engine.SubscriptionActive && s1 == engine.SubscriptionActive
-	})
-	if err != nil {
-		g.close()
-		return nil, fmt.Errorf("benchmark: setting up gwipc: %w", err)
-	}
-	return g, nil
-}
-
-// shortTempDir is a directory for sockets whose paths fit sun_path.
-func shortTempDir() string {
-	if d := os.TempDir(); len(d) < 64 {
-		return d
-	}
-	return "/tmp"
-}
-
-// dispatch runs one Dispatch and fails if the wait has gone on past the
-// deadline or the peer is gone.
-func (g *gwSide) dispatch() error {
-	k, _, err := g.node.Dispatch(dispatchWait)
-	if err != nil {
-		return err
-	}
-	if k == 0 {
-		if g.child.dead() {
-			return g.child.deadErr()
-		}
-		if time.Now().After(g.deadline) {
-			return errors.New("benchmark: timed out waiting for the gwipc peer")
-		}
-	}
-	return nil
-}
-
-// waitUntil dispatches until cond holds (bounded by peerTimeout).
-func (g *gwSide) waitUntil(cond func() bool) error {
-	g.deadline = time.Now().Add(peerTimeout)
-	for !cond() {
-		if err := g.dispatch(); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// publish publishes data on ev, dispatching while the pool is exhausted.
-func (g *gwSide) publish(ev uint16, data []byte) error {
-	for {
-		err := g.ping.Publish(ev, data)
-		if !errors.Is(err, engine.ErrNoSlot) {
-			return err
-		}
-		g.noSlot++
-		g.deadline = time.Now().Add(peerTimeout)
-		if err := g.dispatch(); err != nil {
-			return err
-		}
-	}
-}
-
-// stop sends ctlStop, waits for the acknowledgement and the peer's exit, and
-// returns the peer's result.
-func (g *gwSide) stop() (peerResult, error) {
-	if err := g.publish(evCtl, []byte{ctlStop}); err != nil {
-		return peerResult{}, err
-	}
-	if err := g.waitUntil(func() bool { return g.acked }); err != nil {
-		return peerResult{}, err
-	}
-	return g.child.result()
-}
-
-func (g *gwSide) close() {
-	if g.child != nil {
-		g.child.kill()
-	}
-	if g.node != nil {
-		g.node.Close()
-	}
-	os.RemoveAll(g.dir)
-}
-
-// gwipcLatency measures warm+n round trips, timing the last n.
-func gwipcLatency(spec peerSpec, n, warm int) (side, error) {
-	g, err := startGWIPC(spec)
-	if err != nil {
-		return side{}, err
-	}
-	defer g.close()
-	data := pattern(spec.Size)
-	rtts := make([]time.Duration, n)
-	var m0 uint64
-	for i := -warm; i < n; i++ {
-		if i == -1 || (i == 0 && warm == 0) {
-			if err := g.publish(evCtl, []byte{ctlMark}); err != nil {
-				return side{}, err
-			}
-		}
-		if i == 0 {
-			m0 = mallocs()
-		}
-		want := g.echoes + 1
-		t0 := time.Now()
-		g.deadline = t0.Add(peerTimeout)
-		if err := g.publish(evData, data); err != nil {
-			return side{}, err
-		}
-		for g.echoes < want {
-			if err := g.dispatch(); err != nil {
-				return side{}, err
-			}
-		}
-		if i >= 0 {
-			rtts[i] = time.Since(t0)
-		}
-	}
-	m1 := mallocs()
-	if g.badEcho > 0 {
-		return side{}, fmt.Errorf("benchmark: %d gwipc echoes had the wrong length", g.badEcho)
-	}
-	peer, err := g.stop()
-	if err != nil {
-		return side{}, err
-	}
-	return side{rtts: rtts, mallocsA: m1 - m0, msgsA: uint64(n), peer: peer, noSlot: g.noSlot}, nil
-}
-
-// gwipcThroughput publishes for warm, marks, publishes for d, stops.
-func gwipcThroughput(spec peerSpec, d, warm time.Duration) (side, error) {
-	g, err := startGWIPC(spec)
-	if err != nil {
-		return side{}, err
-	}
-	defer g.close()
-	data := pattern(spec.Size)
-	send := func() error { return g.publish(evData, data) }
-	if _, err := burst(warm, send); err != nil {
-		return side{}, err
-	}
-	dropped0 := g.dropped()
-	if err := g.publish(evCtl, []byte{ctlMark}); err != nil {
-		return side{}, err
-	}
-	g.noSlot = 0
-	m0 := mallocs()
-	t0 := time.Now()
-	sent, err := burst(d, send)
-	if err != nil {
-		return side{}, err
-	}
-	m1 := mallocs()
-	noSlot := g.noSlot
-	peer, err := g.stop()
-	if err != nil {
-		return side{}, err
-	}
-	elapsed := time.Since(t0)
-	dropped := g.dropped() - dropped0
-	return side{elapsed: elapsed, sent: sent, mallocsA: m1 - m0, msgsA: sent, peer: peer, noSlot: noSlot, dropped: dropped}, nil
-}
-
-// dropped is the ping offer's count of updates not sent. Status allocates:
-// call it outside measurements.
-func (g *gwSide) dropped() uint64 {
-	for _, o := range g.node.Status().Offers {
-		if o.Service == pingSvc.String() {
-			return o.Counters.Dropped
-		}
-	}
-	return 0
-}
-
-// gwipcPeer is B: require ping, offer pong, echo or count until ctlStop.
-func gwipcPeer(spec peerSpec) (peerResult, error) {
-	node, err := engine.Dial(spec.Path, &engine.Config{Name: "bench-b"})
-	if err != nil {
-		return peerResult{}, err
-	}
-	defer node.Close()
-	pongGeo := shm.Geometry{SlotSize: uint32(spec.Size), SlotCount: uint32(spec.Slots)}
-	if spec.Scenario != scenarioLatency {
-		pongGeo = shm.Geometry{SlotSize: 64, SlotCount: 4} // acknowledgements only
-	}
-	pong, err := node.Offer(pongSvc, &engine.OfferConfig{Events: 2, Geometry: pongGeo, SubscriberSlots: int(pongGeo.SlotCount)})
-	if err != nil {
-		return peerResult{}, err
-	}
-	ping, err := node.Require(pingSvc, nil)
-	if err != nil {
-		return peerResult{}, err
-	}
-	var (
-		res     peerResult
-		m0      uint64
-		done    bool
-		failure error
-	)
-	echo := spec.Scenario == scenarioLatency
-	onData := func(s engine.Sample) {
-		res.Messages++
-		res.Bytes += uint64(len(s.Data()))
-		if !echo {
-			return
-		}
-		l, err := pong.Loan(evEcho)
-		if err != nil {
-			// One ping in flight at a time: the pool cannot be exhausted
-			// unless slots leak. A cannot go on without its echo.
-			res.NoSlot++
-			if failure == nil {
-				failure = fmt.Errorf("loaning an echo slot: %w", err)
-			}
-			return
-		}
-		k := copy(l.Bytes(), s.Data())
-		if err := l.Publish(k); err != nil && failure == nil {
-			failure = fmt.Errorf("publishing an echo: %w", err)
-		}
-	}
-	onCtl := func(s engine.Sample) {
-		if len(s.Data()) != 1 {
-			return
-		}
-		switch s.Data()[0] {
-		case ctlMark:
-			res = peerResult{}
-			m0 = mallocs()
-		case ctlStop:
-			res.Mallocs = mallocs() - m0
-			if err := pong.Publish(evAck, []byte{ctlStop}); err != nil && failure == nil {
-				failure = fmt.Errorf("acknowledging stop: %w", err)
-			}
-			done = true
-		}
-	}
-	if err := ping.Subscribe(evData, engine.Updates, onData); err != nil {
-		return peerResult{}, err
-	}
-	if err := ping.Subscribe(evCtl, engine.Updates, onCtl); err != nil {
-		return peerResult{}, err
-	}
-	idle := time.Now()
-	for !done && failure == nil {
-		k, _, err := node.Dispatch(dispatchWait)
-		if err != nil {
-			return res, err
-		}
-		if k > 0 {
-			idle = time.Now()
-		} else if time.Since(idle) > 2*peerTimeout {
-			return res, errors.New("no message from the measuring side")
-		}
-	}
-	return res, failure
-}
-
-// pattern is size bytes of non-zero filler.
-func pattern(size int) []byte {
-	b := make([]byte, size)
-	for i := range b {
-		b[i] = byte(i*7 + 1)
-	}
-	return b
+	return r.result(), nil
 }
