@@ -71,6 +71,8 @@ type Node struct {
 	rings       []*peer    // peers whose hot messages come through rings
 	slotWaiters int        // LoanWait and PublishWait calls blocked for a free slot
 	slotWanted  bool       // a Loan or Publish failed with ErrNoSlot since the last slot came back
+	drain       [4096]byte // scratch for draining ring wake pipes
+	inRun       bool       // Run is the dispatching loop (set and read with n.mu held)
 
 	// adaptive spin (spin.go)
 	cpus       uint64        // the CPUs this process may run on
@@ -251,8 +253,9 @@ func (n *Node) Fd() int { return n.poller.Fd() }
 // work, then does what is ready: accepts and reads peers, advances the
 // protocol, flushes output and runs callbacks on the calling goroutine. It
 // returns the number of callbacks run, and more = true when it left work
-// for another call (a flood is taken in bounded slices; Fd stays readable
-// meanwhile). Only one goroutine may dispatch at a time: a second one, Run,
+// for another call (a flood is taken in bounded slices, or ring entries
+// arrived as it finished): call it again before waiting on Fd, which need
+// not be readable for that work. Only one goroutine may dispatch at a time: a second one, Run,
 // or a callback of this node calling Dispatch gets ErrBusy.
 func (n *Node) Dispatch(timeout time.Duration) (ran int, more bool, err error) {
 	if !n.dispatching.TryLock() {
@@ -454,9 +457,9 @@ func (n *Node) releaseBatch() {
 // Run dispatches until ctx is done or the node is closed. It returns nil
 // when the node was closed, else ctx's error; ErrBusy if another loop
 // already dispatches the node. While Run runs, the node belongs to it:
-// Dispatch from elsewhere returns ErrBusy. It keeps its goroutine on one OS
-// thread and waits in the node's own epoll_wait, so a wake-up goes straight
-// to the thread that dispatches (no hop through Go's network poller).
+// Dispatch from elsewhere returns ErrBusy. It waits in the node's own
+// epoll_wait (not Go's network poller, which measured slower), and yields
+// between rounds so that the goroutines a round woke run before it blocks.
 func (n *Node) Run(ctx context.Context) error {
 	if !n.dispatching.TryLock() {
 		if errors.Is(n.busy(), ErrClosed) {
@@ -465,11 +468,25 @@ func (n *Node) Run(ctx context.Context) error {
 		return ErrBusy
 	}
 	defer n.dispatching.Unlock()
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
+	n.mu.Lock()
+	n.inRun = true
+	n.mu.Unlock()
+	defer func() {
+		n.mu.Lock()
+		n.inRun = false
+		if !n.closed {
+			n.parkUntilNextDispatch() // whoever dispatches next may wait on Fd
+		}
+		n.unlock()
+	}()
 	stop := context.AfterFunc(ctx, func() { n.poller.Wake() })
 	defer stop()
 	for ctx.Err() == nil {
+		// Goroutines the last round woke (a blocked Proxy.Call, LoanWait)
+		// run now: blocked in epoll_wait, Run would hold the P they need
+		// (with GOMAXPROCS=1 until the runtime's monitor takes it, 20 µs
+		// to 10 ms later).
+		runtime.Gosched()
 		if _, _, _, err := n.dispatchStep(-1); err != nil {
 			if errors.Is(err, ErrClosed) {
 				return nil
@@ -809,8 +826,9 @@ func (n *Node) handleEvent(ev transport.Event) {
 	case ev.Token == listenerToken:
 		n.acceptPeers()
 	case ev.Token&ringTokenBit != 0:
+		// A ring peer woke us; the rings are read every round.
 		if p := n.peers[ev.Token&^ringTokenBit]; p != nil && p.ring != nil {
-			p.ring.drainWake() // the rings are read every round
+			n.tookWake(p.ring)
 		}
 	default:
 		p := n.peers[ev.Token]

@@ -219,7 +219,7 @@ type peerStats struct {
 	StaleHandles            uint64 // messages for bindings already torn down (benign races)
 	PolicyRejections        uint64
 	QuotaHits               uint64
-	RingWakes               uint64 // eventfd writes to wake the peer, parked on its ring
+	RingWakes               uint64 // wake-ups of the peer, parked on its ring (a byte to its wake pipe)
 }
 
 // poolHint returns the geometry p asked for (for the instance, else for every

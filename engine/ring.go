@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"unsafe"
 
@@ -16,8 +17,8 @@ import (
 
 // Rings: the second carrier of the protocol. When both ends of a connection
 // announce wire.CapRing, each makes a shm.Segment holding its control words
-// and a ring of fixed-size entries, plus an eventfd, and sends both in a
-// Ring message. From then on the hot messages (Event_update,
+// and a ring of fixed-size entries, plus a wake pipe, and sends the segment
+// and the pipe's read end in a Ring message. From then on the hot messages (Event_update,
 // Payload_consumed, Call_method and its handle, reply and cancel) are
 // entries in the sender's ring, read by the receiver's dispatch and handled
 // exactly as if they had come on the socket; everything else stays on the
@@ -28,13 +29,14 @@ import (
 // read from it is checked like a decoded message, and a bad one closes that
 // connection only.
 //
-// A writer wakes the reader (writes its eventfd, which is in the reader's
-// poller) only when the reader has announced that it is parked, at most once
-// per park. A node is parked whenever it is not inside a dispatch (the
-// application may be waiting on Fd in its own loop) and while a dispatch
-// waits in epoll_wait. Consumes never wake a reader unless it has callers waiting for a
-// free slot: a provider takes them lazily, in its next dispatch or when it
-// needs a slot.
+// A writer wakes the reader (writes a byte to its wake pipe, whose read end
+// is in the reader's poller) only when the reader has announced that it is
+// parked, at most once per park. A node is parked whenever it is not inside
+// a dispatch (the application may be waiting on Fd in its own loop; Run
+// does not park between rounds) and while a dispatch waits in epoll_wait.
+// Consumes wake a reader only if it has callers waiting for a free slot, or
+// a Loan or Publish that failed for want of one: otherwise a provider takes
+// them lazily, in its next dispatch or when it needs a slot.
 
 // Layout of a segment: control words, each on its own cache line, then the
 // entries.
@@ -58,14 +60,15 @@ const (
 type ringLink struct {
 	own      *shm.Segment // our control words and ring (read-write)
 	ownMem   []byte
-	wakeFD   int    // our eventfd, in our poller: the peer writes it to wake us
+	wakePeer int    // the write end of our wake pipe: a byte wakes the peer
 	token    uint64 // its poller token
 	entries  uint64 // our ring's size
 	tail     uint64 // entries written (published at ctlTail)
 	peerHead uint64 // how far the peer has taken our ring (validated ctlHead)
 
 	peer        []byte // the peer's segment (read-only); nil until its Ring arrives
-	peerWakeFD  int    // the peer's eventfd, -1 until then
+	wakeFD      int    // the read end of the peer's wake pipe, in our poller; -1 until its Ring arrives
+	wakes       int    // wake-ups reported since wakeFD was last drained
 	peerEntries uint64
 	read        uint64 // entries of the peer's ring taken (published at ctlHead)
 	wokenEpoch  uint64 // the peer's park epoch we last woke
@@ -74,7 +77,7 @@ type ringLink struct {
 
 	overflow [][wire.EntrySize]byte // entries waiting for room (never updates)
 	scratch  [wire.EntrySize]byte
-	counter  [8]byte // eventfd I/O; a field, so passing it to a syscall allocates nothing
+	wakeByte [1]byte // what a wake-up writes; a field, so passing it to a syscall allocates nothing
 }
 
 // word returns the control word at off of mem.
@@ -92,27 +95,49 @@ func (n *Node) startRing(p *peer) error {
 	if err != nil {
 		return err
 	}
-	wake, err := unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC)
-	if err != nil {
+	var pipe [2]int
+	if err := unix.Pipe2(pipe[:], unix.O_NONBLOCK|unix.O_CLOEXEC); err != nil {
 		seg.Close()
-		return os.NewSyscallError("eventfd", err)
+		return os.NewSyscallError("pipe2", err)
 	}
-	l := &ringLink{own: seg, ownMem: seg.Bytes(), wakeFD: wake, token: p.token | ringTokenBit, entries: entries, peerWakeFD: -1}
+	l := &ringLink{own: seg, ownMem: seg.Bytes(), wakePeer: pipe[1], token: p.token | ringTokenBit, entries: entries, wakeFD: -1}
+	l.wakeByte[0] = 1
 	word(l.ownMem, ctlMagic).Store(ringMagic)
 	*(*uint32)(unsafe.Pointer(&l.ownMem[8])) = uint32(entries)
 	word(l.ownMem, ctlCPU).Store(n.cpus)
-	if err := n.poller.Add(wake, l.token, false); err != nil {
-		seg.Close()
-		unix.Close(wake)
-		return err
-	}
 	p.ring = l
-	p.queue(&wire.Ring{Entries: uint32(entries)}, seg.Fd(), wake)
-	seg.CloseFd() // the queued packet holds a duplicate
+	p.queue(&wire.Ring{Entries: uint32(entries)}, seg.Fd(), pipe[0])
+	seg.CloseFd() // the queued packet holds duplicates
+	unix.Close(pipe[0])
 	return nil
 }
 
-// ringTokenBit marks the poller token of a peer's ring eventfd (clear of
+// Wake-ups go through a pipe that the waking side makes: it keeps the
+// write end and hands the read end to the peer, which waits for it
+// (edge-triggered) in its poller. Each side thus writes only to an open
+// file it alone holds: the peer cannot make that write block (an eventfd
+// would be one file shared by both, whose O_NONBLOCK flag and counter a
+// hostile peer could set to hang the writer). A reader drains its pipe only
+// every drainWakesEvery reports: a writer writes at most once per park and
+// a reader parks at most twice between two polls, so the pipe never
+// fills.
+const drainWakesEvery = 1024
+
+// tookWake counts a wake-up report of the peer's pipe and drains the pipe
+// now and then. Called with n.mu held.
+func (n *Node) tookWake(l *ringLink) {
+	if l.wakes++; l.wakes < drainWakesEvery {
+		return
+	}
+	l.wakes = 0
+	for range 16 { // at most 64 KiB, what a pipe holds: a peer that floods its own pipe costs us little
+		if k, err := unix.Read(l.wakeFD, n.drain[:]); err != nil || k < len(n.drain) {
+			return
+		}
+	}
+}
+
+// ringTokenBit marks the poller token of a peer's ring wake pipe (clear of
 // the poller's own all-ones tokens).
 const ringTokenBit = 1 << 62
 
@@ -141,10 +166,10 @@ func (n *Node) onRing(p *peer, m *wire.Ring, fds *fdQueue) error {
 		closeFD(wakeFD)
 		return protoErr(fmt.Sprintf("Ring with %d entries", m.Entries), nil)
 	}
-	if !isEventfd(wakeFD) {
+	if !isPipeReadEnd(wakeFD) {
 		closeFD(segFD)
 		closeFD(wakeFD)
-		return protoErr("Ring's wake-up fd is not an eventfd", nil)
+		return protoErr("Ring's wake-up fd is not the read end of a pipe", nil)
 	}
 	size := ringSize(uint64(m.Entries))
 	if p.mapped+int64(size) > n.cfg.Limits.MappedBytes {
@@ -162,18 +187,27 @@ func (n *Node) onRing(p *peer, m *wire.Ring, fds *fdQueue) error {
 		closeFD(wakeFD)
 		return protoErr("the peer's ring has a bad header", nil)
 	}
+	if err := n.poller.AddCounter(wakeFD, l.token); err != nil {
+		shm.UnmapSegment(mem)
+		closeFD(wakeFD)
+		return err
+	}
 	p.mapped += int64(size)
-	l.peer, l.peerWakeFD, l.peerEntries = mem, wakeFD, uint64(m.Entries)
+	l.peer, l.wakeFD, l.peerEntries = mem, wakeFD, uint64(m.Entries)
 	n.rings = append(n.rings, p)
 	n.setSlotWaiters()
 	return nil
 }
 
-// isEventfd reports whether fd is an eventfd (writing anything else to wake
-// a peer could block or write a file).
-func isEventfd(fd int) bool {
+// isPipeReadEnd reports whether fd is the read end of an anonymous pipe
+// (not a named FIFO some other program reads, nor anything else).
+func isPipeReadEnd(fd int) bool {
 	target, err := os.Readlink(fmt.Sprintf("/proc/self/fd/%d", fd))
-	return err == nil && target == "anon_inode:[eventfd]"
+	if err != nil || !strings.HasPrefix(target, "pipe:[") {
+		return false
+	}
+	fl, err := unix.FcntlInt(uintptr(fd), unix.F_GETFL, 0)
+	return err == nil && fl&unix.O_ACCMODE == unix.O_RDONLY
 }
 
 // closeRing releases p's rings. Called with n.mu held, at teardown.
@@ -184,11 +218,11 @@ func (n *Node) closeRing(p *peer) {
 	}
 	p.ring = nil
 	n.rings = slices.DeleteFunc(n.rings, func(q *peer) bool { return q == p })
-	n.poller.Remove(l.wakeFD)
-	unix.Close(l.wakeFD)
+	unix.Close(l.wakePeer)
 	if l.peer != nil {
+		n.poller.Remove(l.wakeFD)
+		unix.Close(l.wakeFD)
 		p.mapped -= int64(ringSize(l.peerEntries))
-		unix.Close(l.peerWakeFD)
 	}
 	if n.spinning {
 		n.lateUnmaps = append(n.lateUnmaps, l) // a spinning dispatch may read it
@@ -291,8 +325,9 @@ func (p *peer) flushRing() {
 	parked := word(l.peer, ctlParked).Load()
 	if parked&1 != 0 && parked>>32 != l.wokenEpoch {
 		l.wokenEpoch = parked >> 32
-		l.counter = [8]byte{1} // adds one to the counter: any count wakes the reader
-		unix.Write(l.peerWakeFD, l.counter[:])
+		// Our own write end, non-blocking: a full pipe (a reader that
+		// never drains) or a closed one (EPIPE) only loses this wake-up.
+		unix.Write(l.wakePeer, l.wakeByte[:])
 		p.stats.RingWakes++
 	}
 }
@@ -387,16 +422,18 @@ func (n *Node) park() (pending bool) {
 	return n.ringsPending()
 }
 
-// parkUntilNextDispatch announces the park as a dispatch returns: the
-// application may now wait on Fd in its own loop, and ring writers must
-// wake it. Entries that came meanwhile make Fd readable at once. Called with
-// n.mu held.
+// parkUntilNextDispatch announces the park as a dispatch returns (not in
+// Run): the application may now wait on Fd in its own loop, and ring
+// writers must wake it. If entries came meanwhile the dispatch reports
+// more instead (the caller dispatches again before waiting), which costs no
+// system call. Called with n.mu held.
 func (n *Node) parkUntilNextDispatch() {
-	if len(n.rings) == 0 {
-		return
+	if len(n.rings) == 0 || n.inRun {
+		return // Run dispatches again at once
 	}
 	if n.park() {
-		n.wakeNeeded = true // n.unlock wakes the poller: Fd is readable
+		n.unpark()
+		n.more = true
 	}
 }
 
@@ -446,9 +483,6 @@ func (n *Node) slotReturned() {
 		n.setSlotWaiters()
 	}
 }
-
-// drainWake empties our eventfd after it woke the poller.
-func (l *ringLink) drainWake() { unix.Read(l.wakeFD, l.counter[:]) }
 
 // takeSlot takes a free slot of pool, first reclaiming the consumes that
 // wait in the rings when there is none (they are taken lazily, without a

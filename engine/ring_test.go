@@ -128,11 +128,105 @@ func (r *rawPeer) startRawRing(t *testing.T) *rawRing {
 	mem := seg.Bytes()
 	word(mem, ctlMagic).Store(ringMagic)
 	*(*uint32)(unsafe.Pointer(&mem[8])) = minRingEntries
-	wake, err := unix.Eventfd(0, unix.EFD_CLOEXEC)
-	require.NoError(t, err)
-	defer unix.Close(wake)
-	r.send(encode(t, &wire.Ring{Entries: minRingEntries}), seg.Fd(), wake)
+	var pipe [2]int
+	require.NoError(t, unix.Pipe2(pipe[:], unix.O_CLOEXEC))
+	t.Cleanup(func() { unix.Close(pipe[1]) })
+	r.send(encode(t, &wire.Ring{Entries: minRingEntries}), seg.Fd(), pipe[0])
+	unix.Close(pipe[0])
 	return &rawRing{seg: seg, mem: mem, r: r}
+}
+
+// A Ring's wake-up fd must be the read end of an anonymous pipe: anything
+// else (an eventfd both sides would share, a write end, a file) closes the
+// connection, and the node goes on.
+func TestRingWakeFdMustBeAPipeReadEnd(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		fd   func(t *testing.T) int
+	}{
+		{"an eventfd", func(t *testing.T) int {
+			fd, err := unix.Eventfd(0, unix.EFD_CLOEXEC)
+			require.NoError(t, err)
+			return fd
+		}},
+		{"a pipe's write end", func(t *testing.T) int {
+			var pipe [2]int
+			require.NoError(t, unix.Pipe2(pipe[:], unix.O_CLOEXEC))
+			unix.Close(pipe[0])
+			return pipe[1]
+		}},
+		{"a memfd", func(t *testing.T) int {
+			fd, err := unix.MemfdCreate("not-a-pipe", unix.MFD_CLOEXEC)
+			require.NoError(t, err)
+			return fd
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := socketPath(t)
+			l := listen(t, path, nil)
+			r := rawConsumer(t, path, wire.CapAll)
+			seg, err := shm.NewSegment("raw-ring", ringSize(minRingEntries))
+			require.NoError(t, err)
+			defer seg.Close()
+			word(seg.Bytes(), ctlMagic).Store(ringMagic)
+			*(*uint32)(unsafe.Pointer(&seg.Bytes()[8])) = minRingEntries
+			fd := tc.fd(t)
+			r.send(encode(t, &wire.Ring{Entries: minRingEntries}), seg.Fd(), fd)
+			unix.Close(fd)
+			eventually(t, func() bool { return len(l.Status().Peers) == 0 }, "the peer is disconnected")
+			assert.Equal(t, uint64(1), l.Status().Counters.ProtocolErrors)
+			rawConsumer(t, path, wire.CapAll) // still accepting
+		})
+	}
+}
+
+// A peer cannot make the node's wake-ups block: the node writes to a pipe
+// end that only it holds, non-blocking, so a peer that never drains its
+// read end (and makes that end blocking) only loses its own wake-ups.
+func TestRingWakeCannotBlockTheWriter(t *testing.T) {
+	path := socketPath(t)
+	l := listen(t, path, nil)
+	o, err := l.Offer(sensor, &OfferConfig{Events: 1})
+	require.NoError(t, err)
+	r := rawDial(t, path)
+	r.sendMsg(&wire.Connect{Version: wire.Version, Caps: wire.CapAll, MaxPacket: wire.MaxPacket, Name: "raw"})
+	_, fds := await[*wire.Ring](r) // it may share the Connect_reply's packet
+	require.Len(t, fds, 2)
+	defer closeAll(fds)
+	require.NoError(t, unix.SetNonblock(fds[1], false), "the peer's end of the node's wake pipe")
+	rr := r.startRawRing(t)
+	reply, pools := r.bindRaw(sensor, 1, nil)
+	closeAll(pools)
+	r.sendMsg(&wire.SubscribeEvent{ProvidedID: reply.ProvidedID, Subscribe: true})
+	await[*wire.SubscribeEventReply](r)
+	eventually(t, func() bool { return l.Status().Peers[0].Ring }, "rings both ways")
+
+	// Fill the pipe, as a peer that never reads it would have let happen.
+	l.mu.Lock()
+	wakeEnd := l.peers[l.rings[0].token].ring.wakePeer
+	l.mu.Unlock()
+	fl, err := unix.FcntlInt(uintptr(wakeEnd), unix.F_GETFL, 0)
+	require.NoError(t, err)
+	require.NotZero(t, fl&unix.O_NONBLOCK, "the node's write end is non-blocking")
+	for {
+		if _, err := unix.Write(wakeEnd, make([]byte, 4096)); err != nil {
+			require.ErrorIs(t, err, unix.EAGAIN)
+			break
+		}
+	}
+	done := make(chan error, 1)
+	go func() {
+		for i := range 10 {
+			word(rr.mem, ctlParked).Store(uint64(i+1)<<32 | 1) // parked, a new epoch: every update wakes
+			if err := o.Publish(0, []byte("x")); err != nil {
+				done <- err
+				return
+			}
+		}
+		done <- nil
+	}()
+	require.NoError(t, recvWithin(t, done, "ten wake-ups into a full pipe"))
+	assert.Equal(t, uint64(10), l.Status().Peers[0].RingWakes, "each was tried, none blocked")
 }
 
 // push writes m as the next entry and publishes the tail.
@@ -266,4 +360,56 @@ func TestFdWakesTheLoopThatGotErrNoSlot(t *testing.T) {
 	ln, err := o.Loan(0)
 	require.NoError(t, err, "the slot is free again")
 	require.NoError(t, ln.Discard())
+}
+
+// Two nodes in one poll(2) loop, what a C event loop does: with rings, the
+// loop never stalls as long as it dispatches again while more is reported,
+// and only then waits on the fds (here with no timeout to fall back on).
+func TestFdLoopWithRingsNeverStalls(t *testing.T) {
+	l, d := handDriven(t)
+	o, err := l.Offer(sensor, &OfferConfig{Events: 1, Geometry: shm.Geometry{SlotSize: 16, SlotCount: 4}, SubscriberSlots: 4})
+	require.NoError(t, err)
+	px, err := d.Require(sensor, nil)
+	require.NoError(t, err)
+	received := 0
+	require.NoError(t, px.Subscribe(0, Updates, func(Sample) { received++ }))
+	step := func(n *Node) {
+		for more := true; more; {
+			_, more, err = n.Dispatch(0)
+			require.NoError(t, err)
+		}
+	}
+	wait := func() {
+		fds := []unix.PollFd{{Fd: int32(l.Fd()), Events: unix.POLLIN}, {Fd: int32(d.Fd()), Events: unix.POLLIN}}
+		k, err := unix.Poll(fds, int(waitFor.Milliseconds()))
+		if err != unix.EINTR {
+			require.NoError(t, err)
+			require.NotZero(t, k, "stalled: neither fd readable after %d updates", received)
+		}
+	}
+	for {
+		step(l)
+		step(d)
+		if st, _ := px.Subscription(0); st == SubscriptionActive && l.Status().Peers[0].Ring && d.Status().Peers[0].Ring {
+			break
+		}
+		wait()
+	}
+	const n = 2000
+	sent := 0
+	for received < n {
+		for sent < n {
+			if err := o.Publish(0, []byte("x")); err != nil {
+				require.ErrorIs(t, err, ErrNoSlot)
+				break
+			}
+			sent++
+		}
+		step(l)
+		step(d)
+		if received < n {
+			wait() // a Publish failed for want of a slot, or updates are on their way
+		}
+	}
+	assert.Equal(t, n, received)
 }

@@ -135,6 +135,25 @@ func (p *Poller) Add(fd int, token uint64, wantWrite bool) error {
 	return p.update(unix.EPOLL_CTL_ADD, "adding", fd, token, wantWrite)
 }
 
+// AddCounter registers, edge-triggered, an fd that others write to wake
+// this poller (a pipe's read end): Wait reports it once per burst of
+// writes, so the caller need not read it on every wake-up, which saves a
+// system call each time.
+func (p *Poller) AddCounter(fd int, token uint64) error {
+	if token == TokenWake || token == TokenTimer {
+		return fmt.Errorf("adding fd %d: %w", fd, ErrReservedToken)
+	}
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	if p.closed.Load() {
+		return ErrClosed
+	}
+	if err := p.ctl(unix.EPOLL_CTL_ADD, fd, token, unix.EPOLLIN|unix.EPOLLET); err != nil {
+		return fmt.Errorf("adding fd %d: %w", fd, err)
+	}
+	return nil
+}
+
 // Modify changes fd's token and whether writability is wanted.
 func (p *Poller) Modify(fd int, token uint64, wantWrite bool) error {
 	return p.update(unix.EPOLL_CTL_MOD, "modifying", fd, token, wantWrite)

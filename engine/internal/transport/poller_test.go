@@ -61,6 +61,28 @@ func TestPollerReadable(t *testing.T) {
 	assert.Equal(t, []Event{{Token: big, Readable: true}}, waitEvents(t, p))
 }
 
+// A counter fd (a pipe's read end) is edge-triggered: each burst of writes
+// is reported once, with nothing read.
+func TestPollerCounter(t *testing.T) {
+	checkFDLeaks(t)
+	p := pollerT(t)
+	var pipe [2]int
+	require.NoError(t, unix.Pipe2(pipe[:], unix.O_NONBLOCK|unix.O_CLOEXEC))
+	defer unix.Close(pipe[0])
+	defer unix.Close(pipe[1])
+	require.NoError(t, p.AddCounter(pipe[0], 7))
+	assert.ErrorIs(t, p.AddCounter(pipe[1], TokenWake), ErrReservedToken)
+	waitNone(t, p, 0)
+	for range 3 {
+		_, err := unix.Write(pipe[1], []byte{1})
+		require.NoError(t, err)
+		_, err = unix.Write(pipe[1], []byte{1})
+		require.NoError(t, err)
+		assert.Equal(t, []Event{{Token: 7, Readable: true}}, waitEvents(t, p), "two writes, one report")
+		waitNone(t, p, 0) // unread, yet not reported again
+	}
+}
+
 func TestPollerWritableAndHangup(t *testing.T) {
 	p := pollerT(t)
 	a, b := pairT(t)

@@ -156,9 +156,6 @@ func servePeer(argv []string) (result, error) {
 	if err != nil {
 		return result{}, err
 	}
-	// The dispatching goroutine keeps its thread (and, pinned, its CPU).
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
 	if a.CPU >= 0 {
 		if err := pinTo(a.CPU); err != nil {
 			return result{}, err

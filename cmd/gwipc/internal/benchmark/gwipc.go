@@ -23,6 +23,13 @@ type gwVariant struct {
 	// process's main goroutine, on its locked thread, calls Dispatch in a
 	// loop and uses the non-blocking calls (Loan, Publish, CallAsync).
 	run bool
+	// spin is Config.Spin for both nodes: 0, the default, parks at once.
+	spin time.Duration
+}
+
+// config is the engine configuration of a node named name.
+func (v gwVariant) config(name string) *engine.Config {
+	return &engine.Config{Name: name, Spin: v.spin}
 }
 
 // gwVariants are measured in every scenario, beside the baselines (and
@@ -30,6 +37,7 @@ type gwVariant struct {
 var gwVariants = []gwVariant{
 	{name: "dispatch"},
 	{name: "run", run: true},
+	{name: "spin", spin: 200 * time.Microsecond},
 }
 
 // Payload modes of the event scenarios.
@@ -41,7 +49,8 @@ const (
 // gwDescription says how the gwipc contenders work, for the report.
 const gwDescription = "gwipc: a Listen node (publisher, provider) and a Dial node (subscriber, caller). " +
 	"dispatch = the main goroutine calls Dispatch in a loop on a locked OS thread; " +
-	"run = go node.Run(ctx) with LoanWait/PublishWait/Proxy.Call. " +
+	"run = go node.Run(ctx) with LoanWait/PublishWait/Proxy.Call; " +
+	"spin = dispatch with Config.Spin = 200µs on both nodes (they poll the rings before parking). " +
 	"One-way: a 1-slot pool, so the publisher's next Loan waits for the subscriber's release of the last event (its acknowledgement); " +
 	"copy = wait for the slot (Loan, Discard), stamp, Publish copies the payload in; loan = Loan, write the payload, stamp, Loan.Publish. " +
 	"Streams: Publish (copy) into a pool of up to 64 slots (4 MiB), retried after Dispatch (PublishWait with Run). " +
@@ -74,6 +83,13 @@ func gwipcRole(a args) (result, error) {
 	v, err := variantByName(a.Variant)
 	if err != nil {
 		return result{}, err
+	}
+	if !v.run {
+		// The dispatching goroutine keeps its thread, as a C thread that
+		// dispatches would. With Run the application's goroutine is an
+		// ordinary one: Run dispatches on its own.
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
 	}
 	warmTypeCaches()
 	switch a.Role {
@@ -212,7 +228,7 @@ func (g *gwNode) publish(o *engine.Offer, buf []byte) error {
 
 // gwipcPub is the publisher of lat (one event in flight) and stream.
 func gwipcPub(a args, v gwVariant) (result, error) {
-	node, err := engine.Listen(a.Path, &engine.Config{Name: "bench-pub"})
+	node, err := engine.Listen(a.Path, v.config("bench-pub"))
 	if err != nil {
 		return result{}, err
 	}
@@ -336,15 +352,16 @@ func dial(path string, cfg *engine.Config) (*engine.Node, error) {
 // errPeerLeft ends a receiving process's run when the peer left first.
 var errPeerLeft = errors.New("the peer left before the end of the run")
 
-// peerGone returns a Config whose OnPeerDisconnected closes gone and, if
-// end is not nil and the run has not ended, ends it with errPeerLeft.
-func peerGone(name string, gone, end *finish) *engine.Config {
-	return &engine.Config{Name: name, OnPeerDisconnected: func(*engine.Peer, error) {
+// peerGone sets cfg's OnPeerDisconnected to close gone and, if end is not
+// nil and the run has not ended, to end it with errPeerLeft.
+func peerGone(cfg *engine.Config, gone, end *finish) *engine.Config {
+	cfg.OnPeerDisconnected = func(*engine.Peer, error) {
 		if end != nil {
 			end.done(errPeerLeft)
 		}
 		gone.done(nil)
-	}}
+	}
+	return cfg
 }
 
 // gwipcSub is a subscriber of lat or stream: it checks every event,
@@ -352,7 +369,7 @@ func peerGone(name string, gone, end *finish) *engine.Config {
 // gone (so its last release reaches the publisher).
 func gwipcSub(a args, v gwVariant) (result, error) {
 	gone, end := newFinish(), newFinish()
-	node, err := dial(a.Path, peerGone("bench-sub", gone, end))
+	node, err := dial(a.Path, peerGone(v.config("bench-sub"), gone, end))
 	if err != nil {
 		return result{}, err
 	}
@@ -383,7 +400,7 @@ func gwipcSub(a args, v gwVariant) (result, error) {
 
 // gwipcCall is the rtt caller.
 func gwipcCall(a args, v gwVariant) (result, error) {
-	node, err := dial(a.Path, &engine.Config{Name: "bench-call"})
+	node, err := dial(a.Path, v.config("bench-call"))
 	if err != nil {
 		return result{}, err
 	}
@@ -446,7 +463,7 @@ func gwipcCall(a args, v gwVariant) (result, error) {
 // It exits when the caller has gone.
 func gwipcServe(a args, v gwVariant) (result, error) {
 	gone := newFinish()
-	node, err := engine.Listen(a.Path, peerGone("bench-serve", gone, nil))
+	node, err := engine.Listen(a.Path, peerGone(v.config("bench-serve"), gone, nil))
 	if err != nil {
 		return result{}, err
 	}
