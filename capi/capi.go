@@ -38,6 +38,8 @@ import (
 	"context"
 	"errors"
 	"math"
+	"os"
+	"runtime"
 	"time"
 	"unsafe"
 
@@ -45,6 +47,18 @@ import (
 )
 
 func main() {}
+
+// init gives the library's Go runtime at least two Ps, even in a process
+// confined to one CPU (unless GOMAXPROCS is set in the environment). With
+// one P, the runtime's monitor hands the P of every blocking wait longer
+// than 20 µs to another thread, which costs a futex wake and two context
+// switches per message on a dispatching thread; a second, idle P stops
+// that. It costs nothing while idle.
+func init() {
+	if os.Getenv("GOMAXPROCS") == "" && runtime.GOMAXPROCS(0) < 2 {
+		runtime.GOMAXPROCS(2)
+	}
+}
 
 // Handle kinds.
 const (

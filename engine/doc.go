@@ -18,5 +18,13 @@
 // Everything else (Publish, Subscribe, Close, ...) may be called from any
 // goroutine; sends go straight to the peer's socket when it has room.
 //
+// Hot messages (updates, consumes, calls and replies) travel through
+// shared-memory rings between nodes that both support them, waking a
+// parked peer only when needed; Config.Spin trades CPU for sub-microsecond
+// hand-offs. In a process confined to one CPU, give the runtime at least
+// two Ps (runtime.GOMAXPROCS(2), as libgwipc does): with one, Go's monitor
+// thread hands the P of every blocking wait to another thread, which costs
+// two context switches per message. docs/PERFORMANCE.md has the figures.
+//
 // The wire protocol is specified in docs/PROTOCOL.md.
 package engine

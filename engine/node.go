@@ -73,6 +73,7 @@ type Node struct {
 	slotWanted  bool       // a Loan or Publish failed with ErrNoSlot since the last slot came back
 	drain       [4096]byte // scratch for draining ring wake pipes
 	inRun       bool       // Run is the dispatching loop (set and read with n.mu held)
+	lastYield   time.Time  // when the dispatching goroutine last went through Go's scheduler
 
 	// adaptive spin (spin.go)
 	cpus       uint64        // the CPUs this process may run on
@@ -292,6 +293,9 @@ func (n *Node) dispatchStep(timeout time.Duration) (events, ran int, more bool, 
 	}
 	n.mu.Unlock()
 
+	if k < 0 && timeout != 0 {
+		n.yieldNowAndThen()
+	}
 	if k < 0 {
 		var err error
 		if k, err = n.poller.Wait(n.events, timeout); err != nil && !errors.Is(err, transport.ErrClosed) {
@@ -339,6 +343,22 @@ func (n *Node) dispatchStep(timeout time.Duration) (events, ran int, more bool, 
 	}
 	ran = n.runCallbacks()
 	return k, ran, n.lastMore, nil
+}
+
+// yieldEvery is how often a dispatching goroutine that only ever blocks in
+// system calls goes through Go's scheduler before it blocks. Without it the
+// runtime's monitor, finding the goroutine unscheduled for 10 ms, takes its
+// P at every wait and wakes another thread to hold it: a futex wake and two
+// context switches per message. Once every 5 ms costs one hand-off.
+const yieldEvery = 5 * time.Millisecond
+
+// yieldNowAndThen yields, before a blocking wait, if the dispatching
+// goroutine has not been through the scheduler for yieldEvery.
+func (n *Node) yieldNowAndThen() {
+	if now := time.Now(); now.Sub(n.lastYield) >= yieldEvery {
+		n.lastYield = now
+		runtime.Gosched()
+	}
 }
 
 // busy is why the dispatching lock could not be had: ErrClosed once the
@@ -487,6 +507,7 @@ func (n *Node) Run(ctx context.Context) error {
 		// (with GOMAXPROCS=1 until the runtime's monitor takes it, 20 µs
 		// to 10 ms later).
 		runtime.Gosched()
+		n.lastYield = time.Now()
 		if _, _, _, err := n.dispatchStep(-1); err != nil {
 			if errors.Is(err, ErrClosed) {
 				return nil

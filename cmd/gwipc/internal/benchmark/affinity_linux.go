@@ -11,17 +11,19 @@ import (
 )
 
 // pinTo restricts every thread of this process to cpu and sets GOMAXPROCS
-// to 1 (what a process started on one CPU gets). Threads the runtime creates
-// later inherit the mask from the thread that creates them, which is
-// already pinned, so the whole process (GC workers and sysmon included)
-// stays on the CPU.
+// to 2, as gwipc's documentation recommends for a process confined to one
+// CPU (and as libgwipc does itself): with 1, the runtime hands the P of
+// every blocking wait to another thread. Threads the runtime creates later
+// inherit the mask from the thread that creates them, which is already
+// pinned, so the whole process (GC workers and sysmon included) stays on
+// the CPU.
 func pinTo(cpu int) error {
 	var one unix.CPUSet
 	one.Set(cpu)
 	if err := setAllThreads(&one); err != nil {
 		return err
 	}
-	runtime.GOMAXPROCS(1)
+	runtime.GOMAXPROCS(2)
 	return nil
 }
 
