@@ -97,7 +97,7 @@ func (px *Proxy) RequestUpdate(event uint16) error {
 	switch {
 	case px.closed:
 		return ErrClosed
-	case px.subs[event] == nil:
+	case px.sub(event) == nil:
 		return fmt.Errorf("%w: event %d is not subscribed", ErrInvalidConfig, event)
 	case b == nil || !b.connected:
 		return ErrNotAvailable

@@ -22,8 +22,8 @@ type Proxy struct {
 	closed     bool
 	candidates []*peer // peers offering a compatible version, in arrival order
 	bind       *consBinding
-	subs       map[uint16]*subscription
-	available  chan struct{} // closed when the service becomes available (or the proxy closes); nil without waiters
+	subs       []*subscription // by event id; nil where none
+	available  chan struct{}   // closed when the service becomes available (or the proxy closes); nil without waiters
 	stats      ProxyCounters
 }
 
@@ -116,7 +116,7 @@ func (n *Node) Require(svc ServiceID, cfg *ProxyConfig) (*Proxy, error) {
 	if n.proxies[key] != nil {
 		return nil, fmt.Errorf("%w: proxy %v", ErrDuplicate, svc)
 	}
-	px := &Proxy{n: n, svc: svc, cfg: c, subs: map[uint16]*subscription{}}
+	px := &Proxy{n: n, svc: svc, cfg: c}
 	n.proxies[key] = px
 	for _, p := range n.peers {
 		if p.state != peerReady {
@@ -259,7 +259,9 @@ func (px *Proxy) unbind() {
 	b.peer.unmapPool(b.eventView)
 	b.peer.unmapPool(b.replyView)
 	for _, s := range px.subs {
-		s.state = SubscriptionPending
+		if s != nil {
+			s.state = SubscriptionPending
+		}
 	}
 	if b.connected {
 		px.notifyAvailability(false)
@@ -270,6 +272,14 @@ func (px *Proxy) notifyAvailability(up bool) {
 	if cb := px.cfg.OnAvailability; cb != nil {
 		px.n.enqueue(callback{fn: func() { cb(up) }})
 	}
+}
+
+// sub returns event's subscription, nil if there is none.
+func (px *Proxy) sub(event uint16) *subscription {
+	if int(event) < len(px.subs) {
+		return px.subs[event]
+	}
+	return nil
 }
 
 // Subscribe asks for event's updates; handler runs (inside Dispatch) for
@@ -295,9 +305,12 @@ func (px *Proxy) Subscribe(event uint16, mode SubscribeMode, handler func(Sample
 	if b != nil && b.connected && event >= b.events {
 		return unknownEvent(event, b.events)
 	}
-	s := px.subs[event]
+	s := px.sub(event)
 	if s == nil {
 		s = &subscription{event: event}
+		if int(event) >= len(px.subs) {
+			px.subs = append(px.subs, make([]*subscription, int(event)+1-len(px.subs))...)
+		}
 		px.subs[event] = s
 	}
 	s.handler, s.mode = handler, mode
@@ -320,11 +333,11 @@ func (px *Proxy) Unsubscribe(event uint16) error {
 	if px.closed {
 		return ErrClosed
 	}
-	s := px.subs[event]
+	s := px.sub(event)
 	if s == nil {
 		return nil
 	}
-	delete(px.subs, event)
+	px.subs[event] = nil
 	if b := px.bind; b != nil && b.connected {
 		px.sendSubscribe(s, false)
 	}
@@ -336,7 +349,7 @@ func (px *Proxy) Unsubscribe(event uint16) error {
 func (px *Proxy) Subscription(event uint16) (SubscriptionState, bool) {
 	px.n.mu.Lock()
 	defer px.n.mu.Unlock()
-	s := px.subs[event]
+	s := px.sub(event)
 	if s == nil {
 		return SubscriptionPending, false
 	}
@@ -461,9 +474,11 @@ func (n *Node) onConnectServiceReply(p *peer, m *wire.ConnectServiceReply, fds *
 	px.notifyAvailability(true)
 	px.wakeWaiters()
 	for _, s := range px.subs {
-		s.state = SubscriptionPending
-		s.lastSeq = 0
-		px.sendSubscribe(s, true)
+		if s != nil {
+			s.state = SubscriptionPending
+			s.lastSeq = 0
+			px.sendSubscribe(s, true)
+		}
 	}
 	return nil
 }
@@ -474,7 +489,7 @@ func (n *Node) onSubscribeEventReply(p *peer, m *wire.SubscribeEventReply) error
 		return err
 	}
 	px := b.proxy
-	s := px.subs[m.Event]
+	s := px.sub(m.Event)
 	if s == nil {
 		return nil // unsubscribed meanwhile
 	}
@@ -524,7 +539,7 @@ func (n *Node) onEventUpdate(p *peer, m *wire.EventUpdate) error {
 		return protoErr("Event_update payload", err)
 	}
 	px := b.proxy
-	s := px.subs[m.Event]
+	s := px.sub(m.Event)
 	if s == nil {
 		n.consume(b, m.Payload, false) // not (any more) subscribed: give it back
 		return nil

@@ -282,8 +282,7 @@ func (p *peer) pushRing(m wire.Message, urgent bool) {
 		}
 	} else {
 		wire.PutEntry(l.slot(l.tail), m, after)
-		l.tail++
-		word(l.ownMem, ctlTail).Store(l.tail)
+		l.tail++ // published by the flush that follows (one store for a batch)
 	}
 	p.stats.MessagesOut++
 	l.wantWake = l.wantWake || urgent

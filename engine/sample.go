@@ -146,7 +146,7 @@ func (r *sampleRec) deliver() (viaRing bool) {
 	viaRing = r.b.peer.ring.ready()
 	var handler func(Sample)
 	if px := r.b.proxy; !px.closed {
-		if sub := px.subs[r.event]; sub != nil {
+		if sub := px.sub(r.event); sub != nil {
 			handler = sub.handler
 			sub.received++
 			px.stats.Received++

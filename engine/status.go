@@ -225,6 +225,9 @@ func (n *Node) Status() Status {
 			ps.Candidates = append(ps.Candidates, c.pub.id)
 		}
 		for _, s := range px.subs {
+			if s == nil {
+				continue
+			}
 			ps.Subscriptions = append(ps.Subscriptions, SubscriptionStatus{Event: s.event, State: s.state.String(),
 				LastSeq: s.lastSeq, Received: s.received, Gaps: s.gaps})
 		}
