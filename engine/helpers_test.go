@@ -6,7 +6,6 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
-	"sync"
 	"testing"
 	"time"
 
@@ -93,8 +92,9 @@ func pump(t testing.TB, nodes []*Node, cond func() bool, what string) {
 }
 
 // waitTimers are reused by recvWithin, which thus allocates nothing once
-// warm: it also bounds the waits of AllocsPerRun loops and benchmarks.
-var waitTimers = sync.Pool{New: func() any { return time.NewTimer(waitFor) }}
+// warm: it also bounds the waits of allocation-counting loops and
+// benchmarks. A channel, not a sync.Pool, which a GC empties.
+var waitTimers = make(chan *time.Timer, 64)
 
 // bindingOf returns the binding of the peer named name to the first offer in st.
 func bindingOf(st Status, name string) (BindingStatus, bool) {
@@ -128,12 +128,20 @@ func handDriven(t testing.TB) (l, d *Node) {
 // waitFor.
 func recvWithin[T any](t testing.TB, ch <-chan T, what string) T {
 	t.Helper()
-	timer := waitTimers.Get().(*time.Timer)
-	timer.Reset(waitFor)
+	var timer *time.Timer
+	select {
+	case timer = <-waitTimers:
+		timer.Reset(waitFor)
+	default:
+		timer = time.NewTimer(waitFor)
+	}
 	select {
 	case v := <-ch:
 		timer.Stop()
-		waitTimers.Put(timer)
+		select {
+		case waitTimers <- timer:
+		default:
+		}
 		return v
 	case <-timer.C:
 		t.Fatalf("%s: nothing within %v", what, waitFor)
