@@ -429,8 +429,9 @@ func TestBlockingPathsDoNotAllocate(t *testing.T) {
 	assertNoAllocs(t, publish, "PublishWait")
 }
 
-// assertNoAllocs runs f 2000 times and fails if the process allocated
-// once per 50 runs or more, on any goroutine. Unlike testing.AllocsPerRun,
+// assertNoAllocs runs f 2000 times and fails if the process allocated more
+// than allocsTolerated times (once per 50 runs; 10 with -race), on any
+// goroutine. Unlike testing.AllocsPerRun,
 // which rounds the average down to 0, it catches an allocation that happens
 // every few messages; it tolerates the few dozen that Go's runtime makes
 // now and then on paths of its own (none of ours show in a heap profile
@@ -444,7 +445,7 @@ func assertNoAllocs(t *testing.T, f func(), what string) {
 		f()
 	}
 	runtime.ReadMemStats(&after)
-	assert.Less(t, after.Mallocs-before.Mallocs, uint64(runs/50), "%s: heap allocations over %d runs", what, runs)
+	assert.LessOrEqual(t, after.Mallocs-before.Mallocs, uint64(allocsTolerated), "%s: heap allocations over %d runs", what, runs)
 }
 
 // The heap stays flat over many events: nothing grows per message.
