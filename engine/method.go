@@ -326,7 +326,7 @@ func (px *Proxy) startCall(ctx context.Context, wait bool, pc *pendingCall, meth
 			pc.b, pc.id, pc.method, pc.reqSlot = b, id, method, slot
 			b.calls[id] = pc
 			if opts.Timeout > 0 {
-				pc.deadline = time.Now().Add(opts.Timeout)
+				pc.deadline = n.now().Add(opts.Timeout)
 				heap.Push(&n.callTimers, pc)
 				n.rearm()
 			}

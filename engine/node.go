@@ -37,7 +37,14 @@ type Node struct {
 	poller   *transport.Poller
 	listener *transport.Listener // nil for a dialler
 	dialPath string              // "" for a listener
-	endpoint *simpleipc.Server   // the status endpoint, if configured
+	// isListener is the node's role in the protocol: peers dial it and
+	// send Connect. (A node driven by tests over in-memory channels has a
+	// role but neither a listener socket nor a path to dial.)
+	isListener bool
+	// clock is what the protocol's timers read (time.Now; tests drive a
+	// node with a clock of their own).
+	clock    func() time.Time
+	endpoint *simpleipc.Server // the status endpoint, if configured
 	commands *commandTable
 
 	// dispatching is held by the loop that owns the node: Dispatch for its
@@ -183,7 +190,7 @@ func Listen(path string, cfg *Config) (*Node, error) {
 		n.poller.Close()
 		return nil, fmt.Errorf("engine: listening on %s: %w", path, err)
 	}
-	n.listener = l
+	n.listener, n.isListener = l, true
 	n.log = n.log.With("role", "listener", "path", path)
 	if err := n.startEndpoint(); err != nil {
 		n.Close()
@@ -211,7 +218,7 @@ func Dial(path string, cfg *Config) (*Node, error) {
 		return nil, err
 	}
 	n.mu.Lock()
-	n.dialAt = time.Now()
+	n.dialAt = n.now()
 	n.rearm()
 	n.mu.Unlock()
 	return n, nil
@@ -239,9 +246,14 @@ func newNode(cfg *Config) (*Node, error) {
 		rbuf:     make([]byte, c.MaxPacket),
 		logLimit: newLogLimiter(),
 		cpus:     cpuMask(),
+		clock:    time.Now,
 	}
 	return n, nil
 }
+
+// now is the protocol's time: handshake and call deadlines, the dialler's
+// next attempt, the accept back-off.
+func (n *Node) now() time.Time { return n.clock() }
 
 // Fd returns a file descriptor that is readable whenever Dispatch has work:
 // peer traffic, a timer (handshake deadlines, call timeouts, reconnects) or
@@ -317,7 +329,7 @@ func (n *Node) dispatchStep(timeout time.Duration) (events, ran int, more bool, 
 		n.handleEvent(ev)
 	}
 	n.readRings()
-	if now := time.Now(); n.timerFired || (!n.timerAt.IsZero() && !now.Before(n.timerAt)) {
+	if now := n.now(); n.timerFired || (!n.timerAt.IsZero() && !now.Before(n.timerAt)) {
 		// The timerfd is one-shot: once fired it is disarmed, due or not.
 		n.timerFired, n.timerAt = false, time.Time{}
 		n.handleTimers(now)
@@ -886,7 +898,7 @@ func (n *Node) acceptPeers() {
 			n.counters.AcceptErrors++
 			if resourceExhausted(err) {
 				n.accept.backoff = min(max(2*n.accept.backoff, 10*time.Millisecond), time.Second)
-				n.pauseAccept(time.Now().Add(n.accept.backoff))
+				n.pauseAccept(n.now().Add(n.accept.backoff))
 				n.limitedLogf(&n.logLimit, slog.LevelWarn, "accepting peers paused", "err", err, "retry_in", n.accept.backoff)
 			} else {
 				n.limitedLogf(&n.logLimit, slog.LevelWarn, "accepting a peer", "err", err)
@@ -894,11 +906,17 @@ func (n *Node) acceptPeers() {
 			return
 		}
 		n.accept.backoff = 0
-		if p := n.addPeer(c); p != nil {
-			p.inHandshake = true
-			n.handshakes++
-			n.counters.PeersAccepted++
-		}
+		n.acceptChannel(c)
+	}
+}
+
+// acceptChannel takes a dialler's new connection: the peer is in its
+// handshake until its Connect is answered.
+func (n *Node) acceptChannel(c channel) {
+	if p := n.addPeer(c); p != nil {
+		p.inHandshake = true
+		n.handshakes++
+		n.counters.PeersAccepted++
 	}
 }
 
@@ -1039,7 +1057,7 @@ func (n *Node) scheduleDial(cause error) {
 	}
 	// Up to 25% jitter keeps restarted peers from reconnecting in lockstep.
 	jitter := time.Duration(rand.Int64N(int64(n.dialBackoff)/4 + 1))
-	n.dialAt = time.Now().Add(n.dialBackoff + jitter)
+	n.dialAt = n.now().Add(n.dialBackoff + jitter)
 	n.rearm()
 }
 
@@ -1054,6 +1072,12 @@ func (n *Node) dial() {
 		n.scheduleDial(err)
 		return
 	}
+	n.connectChannel(c)
+}
+
+// connectChannel starts the session on a dialler's new connection to the
+// listener: it checks the listener's identity and sends Connect.
+func (n *Node) connectChannel(c channel) {
 	p := n.addPeer(c)
 	if p == nil {
 		n.scheduleDial(errors.New("engine: cannot watch the connection"))

@@ -269,7 +269,7 @@ var errOutputFull = errors.New("engine: peer's output queue is full (peer not re
 func newPeer(n *Node, conn channel) *peer {
 	n.nextToken++
 	n.nextPeerID++
-	now := time.Now()
+	now := n.now()
 	return &peer{
 		n:         n,
 		token:     n.nextToken,

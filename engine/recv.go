@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
-	"time"
 	"unicode/utf8"
 
 	"github.com/gwipc/gwipc/engine/internal/wire"
@@ -204,7 +203,7 @@ func connectMessage(cfg *Config, caps uint32) *wire.Connect {
 func (n *Node) handleHandshake(p *peer, m wire.Message) error {
 	switch m := m.(type) {
 	case *wire.Connect:
-		if n.listener == nil {
+		if !n.isListener {
 			return protoErr("Connect sent to a dialler", nil)
 		}
 		return n.onConnect(p, m)
@@ -383,7 +382,7 @@ func (n *Node) peerReady(p *peer) {
 			n.peerLogf(p, slog.LevelError, "setting up the rings (staying on the socket)", "err", err)
 		}
 	}
-	p.since = time.Now()
+	p.since = n.now()
 	n.rearm()
 	for _, px := range n.proxies {
 		px.announce(p)

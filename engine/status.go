@@ -151,8 +151,11 @@ func (n *Node) Status() Status {
 	for _, f := range n.finders {
 		st.Finders = append(st.Finders, findString(f.pattern))
 	}
-	if n.listener != nil {
-		st.Role, st.Path = "listener", n.listener.Path()
+	if n.isListener {
+		st.Role = "listener"
+		if n.listener != nil {
+			st.Path = n.listener.Path()
+		}
 	} else {
 		d := &DiallerState{Connected: n.dialPeer != nil && n.dialPeer.state == peerReady, Attempts: n.dialAttempts, NextAttempt: n.dialAt}
 		if n.lastDialErr != nil {
