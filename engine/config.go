@@ -81,7 +81,9 @@ type Config struct {
 	// the status names peers' pids and uids, and commands may act).
 	StatusMode os.FileMode
 	// DisableRings keeps every connection on the socket: the node does not
-	// announce the ring capability (see docs/PROTOCOL.md §10).
+	// announce the ring capability (see docs/PROTOCOL.md §10). A node whose
+	// Limits.MappedBytes is below what the largest ring needs (2 MiB + 4 KiB)
+	// does not announce it either.
 	DisableRings bool
 	// RingEntries is the size of this node's ring per connection, a power of
 	// two in [64, 65536] (default 4096 entries of 32 bytes).

@@ -87,7 +87,7 @@ type Node struct {
 	spin       time.Duration // the current budget
 	spinSkips  int           // parks without a spin since the budget decayed
 	spinning   bool          // a dispatch polls spinSet without the lock
-	spinSet    []*ringLink   // the rings a spin polls (kept mapped meanwhile)
+	spinSet    []spinRing    // the rings a spin polls (kept mapped meanwhile)
 	lateUnmaps []*ringLink   // rings closed while spinning, unmapped after
 	wakes      atomic.Uint64 // Wake calls, so a spin notices posted work
 
@@ -983,11 +983,19 @@ func (n *Node) readPeer(p *peer) {
 			n.more = true
 			return
 		}
+		// The ring entries written before the next packet come first.
+		if p.ring != nil && n.readRing(p, maxRoundCallbacks-len(n.callbacks)) {
+			n.more = true
+			return
+		}
 		size, nfds, err := p.conn.Recv(n.rbuf, n.rfds[:])
 		switch {
 		case errors.Is(err, transport.ErrWouldBlock):
 			return
 		case errors.Is(err, io.EOF):
+			if p.ring != nil {
+				n.readRing(p, int(p.ring.peerEntries)) // what it wrote before it went
+			}
 			if p.saidGoodbye {
 				n.fail(p, nil)
 			} else {

@@ -39,7 +39,7 @@ type Offer struct {
 type OfferCounters struct {
 	Published uint64 `json:"published"` // Publish and Loan.Publish calls that succeeded
 	Sent      uint64 `json:"sent"`      // event updates sent (one per subscribed peer per publish)
-	Dropped   uint64 `json:"dropped"`   // updates not sent to a subscriber (its socket full, or its slot share refused)
+	Dropped   uint64 `json:"dropped"`   // updates not sent to a subscriber (its socket or ring full, or its slot share refused)
 	NoSlot    uint64 `json:"no_slot"`   // publishes refused because the pool was exhausted
 	Calls     uint64 `json:"calls"`     // method calls handed to OnCall
 }
@@ -643,7 +643,8 @@ func (n *Node) onSubscribeEvent(p *peer, m *wire.SubscribeEvent) error {
 // pool, a binding's reply pool, or a consumer binding's call pool.
 func (n *Node) onPayloadConsumed(p *peer, m *wire.PayloadConsumed) error {
 	var err error
-	switch b, cb := p.provided[m.Handle], p.required[m.Handle]; {
+	b, cb := p.provided[m.Handle], p.required[m.Handle]
+	switch {
 	case b != nil && m.Reply && b.replies != nil:
 		err = b.replies.Release(m.Payload.Slot, b.replyReader)
 	case b != nil && !m.Reply && b.subscriber:
@@ -663,7 +664,9 @@ func (n *Node) onPayloadConsumed(p *peer, m *wire.PayloadConsumed) error {
 	if err != nil {
 		return protoErr("Payload_consumed", err)
 	}
-	n.slotReturned()
+	if b != nil || cb != nil {
+		n.slotReturned() // a stale handle gave nothing back
+	}
 	return nil
 }
 

@@ -58,9 +58,9 @@ func (p *Peer) Private() any {
 
 // channel carries one peer's control packets: whole packets, each with up
 // to transport.MaxFDs file descriptors, never blocking (ErrWouldBlock). The
-// SEQPACKET socket (transport.Conn) is the implementation today; a
-// shared-memory ring for the hot messages (event updates, consumes) can sit
-// behind the same interface, with Fd still what the poller watches.
+// SEQPACKET socket (transport.Conn) implements it, and tests an in-memory
+// link. The rings are the other carrier, beside it (ring.go): they carry
+// the hot messages once both ends have them, the channel everything else.
 type channel interface {
 	Fd() int
 	Cred() transport.Cred
@@ -113,6 +113,7 @@ type peer struct {
 	mapped      int64 // bytes of this peer's pools this node maps
 
 	pkts    []outPacket
+	sealed  bool // a ring entry follows the last packet: the next message starts a new one
 	spare   [][]byte
 	queued  int
 	blocked bool // socket full: waiting for EPOLLOUT
@@ -336,9 +337,10 @@ func (p *peer) queue(m wire.Message, fds ...int) {
 // tail returns the index of the packet to append to: the last one, if it
 // has room for nfds more fds.
 func (p *peer) tail(nfds int) int {
-	if k := len(p.pkts); k > 0 && len(p.pkts[k-1].fds)+nfds <= transport.MaxFDs {
+	if k := len(p.pkts); k > 0 && !p.sealed && len(p.pkts[k-1].fds)+nfds <= transport.MaxFDs {
 		return k - 1
 	}
+	p.sealed = false
 	return p.newPacket()
 }
 
@@ -360,6 +362,9 @@ func (p *peer) flush() {
 		p.flushRing()
 	}
 	for len(p.pkts) > 0 && p.state != peerClosing {
+		if p.ring.holdsBack(p.stats.PacketsOut) {
+			return // sent after entries that wait for room in the ring
+		}
 		pk := &p.pkts[0]
 		err := p.conn.Send(pk.b, pk.fds)
 		if errors.Is(err, transport.ErrWouldBlock) {

@@ -85,8 +85,9 @@ type Limits struct {
 	PoolBytes int64
 	// PoolSlots bounds the slot count of such a pool (default 4096).
 	PoolSlots int
-	// MappedBytes bounds the sum of one peer's pools this node maps at once
-	// (default 256 MiB).
+	// MappedBytes bounds the sum of one peer's pools (and its ring) this
+	// node maps at once (default 256 MiB). Below 2 MiB + 4 KiB, what the
+	// largest ring needs, the node goes without rings.
 	MappedBytes int64
 }
 

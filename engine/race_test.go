@@ -6,6 +6,9 @@ package engine
 // race detector, which makes each one about ten times slower.
 const manyEvents = 100_000
 
-// allocsTolerated is how many heap allocations per 2000 runs assertNoAllocs
-// lets pass: the race detector's runtime allocates more on its own.
-const allocsTolerated = 200
+// allocRuns and allocsTolerated (see assertNoAllocs): fewer runs under the
+// race detector, whose runtime also allocates more on its own.
+const (
+	allocRuns       = 2_000
+	allocsTolerated = 200
+)

@@ -169,7 +169,10 @@ func capability(t wire.Type) uint32 {
 // ourCaps is what this engine implements; a session uses what both sides
 // announce.
 func (n *Node) ourCaps() uint32 {
-	if n.cfg.DisableRings {
+	// A peer's ring may be as large as maxRingEntries: a node whose
+	// mapped-bytes budget could not take it does without rings rather than
+	// refuse the peer's.
+	if n.cfg.DisableRings || n.cfg.Limits.MappedBytes < int64(ringSize(maxRingEntries)) {
 		return wire.CapAll &^ wire.CapRing
 	}
 	return wire.CapAll

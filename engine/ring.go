@@ -47,6 +47,7 @@ const (
 	ctlParked   = 192 // u64: bit 0 this side waits for the peer's entries; bits 32.. the park epoch
 	ctlSlotWait = 256 // u64: this side has callers waiting for a free pool slot
 	ctlCPU      = 320 // u64: the CPUs (0..63) this side may run on, a bit each (0: unknown)
+	ctlWantRoom = 384 // u64: this side has entries waiting for room in its ring (a new value each time it starts waiting; 0: none)
 	ctlSize     = 4096
 
 	ringMagic = 0x31676e7263707767 // "gwpcrng1"
@@ -71,11 +72,16 @@ type ringLink struct {
 	wakes       int    // wake-ups reported since wakeFD was last drained
 	peerEntries uint64
 	read        uint64 // entries of the peer's ring taken (published at ctlHead)
+	stalled     bool   // the entry at read waits for socket packets sent before it
+	stalledTail uint64 // the peer's tail when it began to wait
 	wokenEpoch  uint64 // the peer's park epoch we last woke
 	wantWake    bool   // urgent entries written since the last wake check
 	consumed    bool   // consumes written since then: they wake a peer waiting for slots
 
-	overflow [][wire.EntrySize]byte // entries waiting for room (never updates)
+	overflow []waitingEntry // entries waiting for room (never updates)
+	roomWait uint64         // our ctlWantRoom while entries wait (0: none)
+	roomSeq  uint64         // how many times we announced a wait for room
+	roomWoke uint64         // the peer's ctlWantRoom we last woke it for
 	scratch  [wire.EntrySize]byte
 	wakeByte [1]byte // what a wake-up writes; a field, so passing it to a syscall allocates nothing
 }
@@ -272,9 +278,9 @@ func (p *peer) pushRing(m wire.Message, urgent bool) {
 		if p.state == peerClosing {
 			return
 		}
-		var e [wire.EntrySize]byte
-		wire.PutEntry(e[:], m, after)
-		l.overflow = append(l.overflow, e)
+		w := waitingEntry{after: after}
+		wire.PutEntry(w.e[:], m, after)
+		l.overflow = append(l.overflow, w)
 		p.queued += wire.EntrySize
 		if p.queued > p.n.cfg.MaxOutput {
 			p.n.fail(p, errOutputFull)
@@ -286,7 +292,15 @@ func (p *peer) pushRing(m wire.Message, urgent bool) {
 	}
 	p.stats.MessagesOut++
 	l.wantWake = l.wantWake || urgent
+	p.sealed = true // a socket message queued after this entry starts a packet of its own
 	p.n.schedule(p)
+}
+
+// waitingEntry is an entry that waits for room in our ring, with its
+// stamp: socket packets queued after it wait for it (see flush).
+type waitingEntry struct {
+	e     [wire.EntrySize]byte
+	after uint32
 }
 
 // slot is the entry i of our ring.
@@ -296,18 +310,27 @@ func (l *ringLink) slot(i uint64) []byte {
 }
 
 // flushRing moves waiting entries into the ring as room allows and wakes
-// the peer if it is parked and urgent entries were written. Called with
-// n.mu held, from peer.flush.
+// the peer if it is parked and urgent entries were written. Entries still
+// waiting announce it (ctlWantRoom), so the peer wakes us when it makes
+// room. Called with n.mu held, from peer.flush.
 func (p *peer) flushRing() {
 	l := p.ring
-	for len(l.overflow) > 0 && p.roomInRing() {
-		copy(l.slot(l.tail), l.overflow[0][:])
-		l.tail++
-		p.queued -= wire.EntrySize
-		l.overflow = l.overflow[1:]
+	if l.moveWaiting(p) || len(l.overflow) > 0 && l.roomWait == 0 {
+		// Entries still wait: announce it anew (the peer wakes us once
+		// per announcement), then look at the head once more, since the
+		// peer advances its head before it reads the announcement.
+		for len(l.overflow) > 0 {
+			l.roomSeq++
+			l.roomWait = l.roomSeq
+			word(l.ownMem, ctlWantRoom).Store(l.roomWait)
+			if !l.moveWaiting(p) {
+				break
+			}
+		}
 	}
-	if len(l.overflow) == 0 {
-		l.overflow = nil
+	if len(l.overflow) == 0 && l.roomWait != 0 {
+		l.overflow, l.roomWait = nil, 0
+		word(l.ownMem, ctlWantRoom).Store(0)
 	}
 	word(l.ownMem, ctlTail).Store(l.tail)
 	// Whether the peer waits for slots is read only now, after the tail is
@@ -331,13 +354,35 @@ func (p *peer) flushRing() {
 	}
 }
 
+// moveWaiting moves waiting entries into the ring as room allows,
+// reporting whether it moved any.
+func (l *ringLink) moveWaiting(p *peer) (moved bool) {
+	for len(l.overflow) > 0 && p.roomInRing() {
+		copy(l.slot(l.tail), l.overflow[0].e[:])
+		l.tail++
+		p.queued -= wire.EntrySize
+		l.overflow = l.overflow[1:]
+		moved = true
+	}
+	l.wantWake = l.wantWake || moved // they waited: the peer may be parked
+	return moved
+}
+
+// holdsBack reports whether the next socket packet must wait: an entry
+// sent before it still waits for room in the ring.
+func (l *ringLink) holdsBack(sent uint64) bool {
+	return l.ready() && len(l.overflow) > 0 && precedes(l.overflow[0].after, sent)
+}
+
 // peerWaitsForSlots reports whether the peer has callers blocked waiting
 // for a free slot (so a consume must wake it).
 func (l *ringLink) peerWaitsForSlots() bool { return word(l.peer, ctlSlotWait).Load() != 0 }
 
-// readRing handles up to budget entries of p's ring, in order. An
-// Event_update entry waits until the socket packets sent before it have been
-// read. It reports whether entries are left. Called with n.mu held.
+// readRing handles up to budget entries of p's ring, in order, merged with
+// the socket by their stamps: an entry waits until the socket packets sent
+// before it have been read (the socket's readability brings them, so a
+// waiting entry is not work left). It reports whether the budget ran out.
+// Called with n.mu held.
 func (n *Node) readRing(p *peer, budget int) (more bool) {
 	l := p.ring
 	if !l.ready() || p.state != peerReady {
@@ -353,6 +398,8 @@ func (n *Node) readRing(p *peer, budget int) (more bool) {
 		return false
 	}
 	var fds fdQueue
+	start := l.read
+	l.stalled = false
 	for l.read < t && p.state == peerReady {
 		if budget <= 0 {
 			more = true
@@ -371,8 +418,8 @@ func (n *Node) readRing(p *peer, budget int) (more bool) {
 			n.fail(p, protoErr("ring entry", err))
 			break
 		}
-		if typ == wire.TypeEventUpdate && uint64(after) > p.stats.PacketsIn {
-			more = true // its binding's socket messages are still on their way
+		if !precedes(after, p.stats.PacketsIn) {
+			l.stalled, l.stalledTail = true, t // socket messages sent before it are still on their way
 			break
 		}
 		l.read++
@@ -383,16 +430,35 @@ func (n *Node) readRing(p *peer, budget int) (more bool) {
 			break
 		}
 	}
+	if l.read == start {
+		return more
+	}
 	word(l.ownMem, ctlHead).Store(l.read)
+	// A writer waiting for room is woken once per announcement, after the
+	// head moved (it announces, then looks at the head).
+	if w := word(l.peer, ctlWantRoom).Load(); w != 0 && w != l.roomWoke {
+		l.roomWoke = w
+		unix.Write(l.wakePeer, l.wakeByte[:])
+		p.stats.RingWakes++
+	}
 	return more
 }
+
+// precedes reports whether an entry stamped after (the socket packets its
+// writer had sent or queued before it) comes before the next socket packet,
+// once read packets have been read: after <= read, compared modulo 2^32.
+func precedes(after uint32, read uint64) bool { return int32(after-uint32(read)) <= 0 }
 
 // readRings takes what every peer's ring holds, within the round's budget.
 // Called with n.mu held.
 func (n *Node) readRings() {
 	for i := 0; i < len(n.rings); i++ { // a failed peer leaves the slice at teardown only
-		if n.readRing(n.rings[i], maxRoundCallbacks) {
+		p := n.rings[i]
+		if n.readRing(p, maxRoundCallbacks) {
 			n.more = true
+		}
+		if len(p.ring.overflow) > 0 {
+			n.schedule(p) // the peer may have made room: the flush moves them in
 		}
 	}
 }
@@ -401,11 +467,21 @@ func (n *Node) readRings() {
 // Called with n.mu held.
 func (n *Node) ringsPending() bool {
 	for _, p := range n.rings {
-		if l := p.ring; word(l.peer, ctlTail).Load() != l.read {
+		if l := p.ring; word(l.peer, ctlTail).Load() != l.quietTail() {
 			return true
 		}
 	}
 	return false
+}
+
+// quietTail is the peer's tail at which its ring has nothing for us: what
+// we have read, or, while the next entry waits for the socket, the tail we
+// saw then (the socket's readability, not the ring, brings that entry on).
+func (l *ringLink) quietTail() uint64 {
+	if l.stalled {
+		return l.stalledTail
+	}
+	return l.read
 }
 
 // park announces to every ring peer that this node is about to wait for

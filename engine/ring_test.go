@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"unsafe"
 
@@ -412,4 +413,133 @@ func TestFdLoopWithRingsNeverStalls(t *testing.T) {
 		}
 	}
 	assert.Equal(t, n, received)
+}
+
+// The two carriers keep one order: ring entries written before a socket
+// message are handled before it, and socket messages written before an
+// entry before the entry. Calls sent just before a Shutdown all arrive (the
+// Goodbye comes after them), and a reply sent just before the offer is
+// withdrawn reaches its caller as a reply.
+func TestRingEntriesAndSocketMessagesKeepTheirOrder(t *testing.T) {
+	t.Run("calls then Shutdown", func(t *testing.T) {
+		path := socketPath(t)
+		got := make(chan struct{}, 16)
+		l := listen(t, path, nil)
+		_, err := l.Offer(sensor, &OfferConfig{Methods: 1, OnCall: func(Call) { got <- struct{}{} }})
+		require.NoError(t, err)
+		d, err := Dial(path, nil)
+		require.NoError(t, err)
+		px, err := d.Require(sensor, nil)
+		require.NoError(t, err)
+		pump(t, []*Node{d}, func() bool { return px.Available() && d.Status().Peers[0].Ring }, "bound with rings")
+		for range 10 {
+			require.NoError(t, px.Send(0, []byte("x")))
+		}
+		require.NoError(t, d.Shutdown(context.Background()))
+		for i := range 10 {
+			recvWithin(t, got, fmt.Sprintf("call %d", i))
+		}
+	})
+	t.Run("reply then withdrawal", func(t *testing.T) {
+		path := socketPath(t)
+		l, err := Listen(path, nil)
+		require.NoError(t, err)
+		defer l.Close()
+		var o *Offer
+		o, err = l.Offer(sensor, &OfferConfig{Methods: 1, OnCall: func(c Call) {
+			require.NoError(t, c.Reply([]byte("last words")))
+			require.NoError(t, o.Close())
+		}})
+		require.NoError(t, err)
+		d := dial(t, path, nil)
+		px, err := d.Require(sensor, nil)
+		require.NoError(t, err)
+		pump(t, []*Node{l}, func() bool { return px.Available() && d.Status().Peers[0].Ring && l.Status().Peers[0].Ring }, "bound with rings")
+		done := make(chan error, 1)
+		var data string
+		_, err = px.CallAsync(0, nil, CallOptions{}, func(r Reply, err error) { data = string(r.Data()); done <- err })
+		require.NoError(t, err)
+		pump(t, []*Node{l}, func() bool { return len(done) == 1 }, "the call completes")
+		require.NoError(t, <-done, "the reply, not the withdrawal")
+		assert.Equal(t, "last words", data)
+	})
+}
+
+// Entries that wait for room behind a full ring move in as soon as the
+// reader makes room: the reader wakes the writer. Socket messages sent
+// after them wait with them.
+func TestEntriesBehindAFullRingGetThrough(t *testing.T) {
+	path := socketPath(t)
+	l := listen(t, path, &Config{RingEntries: minRingEntries})
+	_, err := l.Offer(sensor, &OfferConfig{Methods: 1, OnCall: func(c Call) { c.Reply(nil) }})
+	require.NoError(t, err)
+	d := dial(t, path, &Config{RingEntries: minRingEntries})
+	px, err := d.Require(sensor, &ProxyConfig{CallGeometry: shm.Geometry{SlotSize: 16, SlotCount: 1024}})
+	require.NoError(t, err)
+	eventually(t, func() bool { return px.Available() && d.Status().Peers[0].Ring && l.Status().Peers[0].Ring }, "bound with rings")
+	const n = 1000
+	done := make(chan error, n)
+	require.NoError(t, d.Post(func() { // from inside a dispatch: the ring fills before the provider reads
+		for range n {
+			if _, err := px.CallAsync(0, nil, CallOptions{}, func(_ Reply, err error) { done <- err }); err != nil {
+				done <- err
+			}
+		}
+	}))
+	for i := range n {
+		require.NoError(t, recvWithin(t, done, fmt.Sprintf("call %d", i)))
+	}
+}
+
+// A peer that stamps an update with socket packets it never sends stalls
+// its own ring, not the node: the entry waits for the socket, and the
+// dispatch reports no work left (it used to spin).
+func TestARingEntryWaitingForTheSocketIsNotWorkLeft(t *testing.T) {
+	path := socketPath(t)
+	l, err := Listen(path, nil)
+	require.NoError(t, err)
+	defer l.Close()
+	_, err = l.Offer(sensor, &OfferConfig{Methods: 1, OnCall: func(Call) {}})
+	require.NoError(t, err)
+	r := rawDial(t, path)
+	r.sendMsg(&wire.Connect{Version: wire.Version, Caps: wire.CapAll, MaxPacket: wire.MaxPacket, Name: "raw"})
+	rr := r.startRawRing(t)
+	pump(t, []*Node{l}, func() bool { st := l.Status(); return len(st.Peers) == 1 && st.Peers[0].Ring }, "the raw peer's ring is mapped")
+	rr.push(t, &wire.EventUpdate{RequiredID: 1, Seq: 1, Payload: wire.Payload{Slot: wire.NoSlot}}, 1<<20)
+	more := true
+	for range 5 {
+		_, more, err = l.Dispatch(0)
+		require.NoError(t, err)
+	}
+	assert.False(t, more, "a waiting entry is not work left")
+	assert.Len(t, l.Status().Peers, 1, "and no protocol error")
+}
+
+// A node whose mapped-bytes budget cannot take the largest ring goes
+// without rings, and its peers talk to it over the socket (it used to
+// refuse their rings, and reconnect forever).
+func TestASmallMappedBytesBudgetGoesWithoutRings(t *testing.T) {
+	path := socketPath(t)
+	l := listen(t, path, &Config{Limits: Limits{MappedBytes: 64 << 10}})
+	_, err := l.Offer(sensor, echoOffer())
+	require.NoError(t, err)
+	d := dial(t, path, nil)
+	px, err := d.Require(sensor, &ProxyConfig{CallGeometry: shm.Geometry{SlotSize: 64, SlotCount: 4}})
+	require.NoError(t, err)
+	r, err := px.Call(context.Background(), 0, []byte("over the socket"))
+	require.NoError(t, err)
+	assert.Equal(t, "over the socket", string(r.Data()))
+	r.Release()
+	st := l.Status()
+	assert.False(t, st.Peers[0].Ring)
+	assert.Zero(t, st.Counters.ProtocolErrors)
+}
+
+func TestPrecedesWrapsAround(t *testing.T) {
+	assert.True(t, precedes(0, 0))
+	assert.True(t, precedes(3, 5))
+	assert.False(t, precedes(6, 5))
+	assert.True(t, precedes(0xffffffff, 1<<32), "stamped just before the counter wrapped")
+	assert.True(t, precedes(2, 1<<32+2))
+	assert.False(t, precedes(3, 1<<32+2))
 }

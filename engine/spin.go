@@ -70,8 +70,8 @@ func (n *Node) spinForEntries(d time.Duration) (found bool, events int) {
 	start := time.Now()
 	wakes := n.wakes.Load()
 	for i := 0; ; i++ {
-		for _, l := range n.spinSet {
-			if word(l.peer, ctlTail).Load() != word(l.ownMem, ctlHead).Load() {
+		for _, r := range n.spinSet {
+			if word(r.l.peer, ctlTail).Load() != r.quiet {
 				return true, 0
 			}
 		}
@@ -89,6 +89,13 @@ func (n *Node) spinForEntries(d time.Duration) (found bool, events int) {
 	}
 }
 
+// spinRing is a ring a spin polls, with the tail at which it has nothing
+// for us.
+type spinRing struct {
+	l     *ringLink
+	quiet uint64
+}
+
 // spinBeforeParking spins for what the budget allows and adapts it. Called
 // with n.mu held; it releases and retakes it around the spin. It reports
 // whether the dispatch must not block, and how many poller events the spin
@@ -100,7 +107,7 @@ func (n *Node) spinBeforeParking() (found bool, events int) {
 	}
 	n.spinning = true
 	for _, p := range n.rings {
-		n.spinSet = append(n.spinSet, p.ring)
+		n.spinSet = append(n.spinSet, spinRing{p.ring, p.ring.quietTail()})
 	}
 	n.mu.Unlock()
 	found, events = n.spinForEntries(d)

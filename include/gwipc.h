@@ -80,8 +80,11 @@
  *    loaded. One Go runtime per process: do not load libgwipc into a Go
  *    program, or next to another Go-built shared library.
  *  - No fork() without exec() once the library is loaded: the child has one
- *    thread and a broken runtime. Every call in a forked child returns
- *    GWIPC_E_FORKED. Daemonise before loading the library (or before
+ *    thread and a broken runtime. Every call that would enter the runtime
+ *    returns GWIPC_E_FORKED in a forked child (the plain C functions
+ *    gwipc_strerror, gwipc_error_name, gwipc_version, gwipc_version_number
+ *    and gwipc_free still
+ *    work). Daemonise before loading the library (or before
  *    dlopen()); Python: use the "spawn" or "forkserver" start methods.
  *  - dlclose() never unloads the library.
  *  - gwipc installs no signal handler of its own (the Go runtime handles
@@ -441,19 +444,23 @@ GWIPC_API int gwipc_node_shutdown(gwipc_node *node, int64_t timeout_usec);
 GWIPC_API int gwipc_node_fd(gwipc_node *node);
 
 /* GWIPC_DISPATCH_MORE is or-ed into gwipc_node_dispatch's result when it
- * left work for another call. */
+ * left work for another call: call it again before waiting on the fd, which
+ * need not be readable for that work. */
 #define GWIPC_DISPATCH_MORE (1 << 30)
 
 /* Waits up to timeout_usec for work, then does what is ready: reads peers,
  * advances the protocol, sends, and runs callbacks on the calling thread.
  * Returns the number of callbacks run (>= 0), with GWIPC_DISPATCH_MORE
- * or-ed in when work is left (a flood is taken in bounded slices): call
- * again before waiting. Errors: GWIPC_E_BUSY (another loop, or called from
+ * or-ed in when work is left (a flood is taken in bounded slices, or
+ * shared-memory ring entries arrived as it finished): call again before
+ * waiting, on the fd or in gwipc_node_wait. Errors: GWIPC_E_BUSY (another loop, or called from
  * a callback of this node), GWIPC_E_CLOSED. Since 0.2. */
 GWIPC_API int gwipc_node_dispatch(gwipc_node *node, int64_t timeout_usec);
 
-/* Waits up to timeout_usec until the node has work, without doing it.
- * Returns 1 (work ready), 0 (timed out) or a negative code. Since 0.2. */
+/* Waits up to timeout_usec until the node's fd is readable, without doing
+ * the work. Returns 1 (work ready), 0 (timed out) or a negative code. After
+ * a dispatch that returned GWIPC_DISPATCH_MORE, dispatch again instead: the
+ * work left need not make the fd readable. Since 0.2. */
 GWIPC_API int gwipc_node_wait(gwipc_node *node, int64_t timeout_usec);
 
 /* A function run inside a dispatch. */

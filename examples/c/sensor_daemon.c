@@ -93,7 +93,8 @@ static void publish_reading(struct daemon *d)
     gwipc_loan loan = {0};
     /* Zero copy: borrow a slot and write the reading straight into shared
      * memory. wait 0: never block the loop; with every slot held by slow
-     * subscribers we skip this reading (their sequence numbers show a gap). */
+     * subscribers we skip this reading (counted in d->skipped; the next
+     * reading still gets the next sequence number). */
     int rc = gwipc_offer_loan(d->offer, SENSOR_EV_READING, 0, &loan);
     if (rc == GWIPC_E_NOSLOT) {
         d->skipped++;

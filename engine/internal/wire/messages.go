@@ -346,8 +346,8 @@ type FindService struct {
 
 // Ring hands the receiver the sender's half of the connection's rings:
 // two fds travel with the packet, a sealed memfd (the sender's control
-// words and its ring of Entries entries) and an eventfd the receiver
-// writes to wake the sender.
+// words and its ring of Entries entries) and the read end of a pipe the
+// sender writes to wake the receiver.
 type Ring struct {
 	Entries uint32 // a power of two
 }
