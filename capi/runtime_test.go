@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/gwipc/gwipc/engine"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"
@@ -46,4 +47,12 @@ func firstCPU(set unix.CPUSet) int {
 		}
 	}
 	return 0
+}
+
+// The header's version is the engine's: gwipc_version and the status
+// endpoint's "version" name the same release.
+func TestHeaderVersionIsTheEngines(t *testing.T) {
+	h, err := os.ReadFile("../include/gwipc.h")
+	require.NoError(t, err)
+	assert.Contains(t, string(h), `#define GWIPC_VERSION_STRING "`+engine.Version+`"`)
 }

@@ -7,7 +7,7 @@ import (
 )
 
 // Version is gwipc's release version.
-const Version = "0.1.0"
+const Version = "0.2.0"
 
 // VersionString describes the library and its protocol version, as the
 // status endpoint's "version" command answers.
