@@ -99,7 +99,7 @@ class Offer(Child):
         except BaseException as exc:
             call._answer_quietly(HANDLER_FAILED, f"the handler raised {type(exc).__name__}".encode())
             raise
-        if out is not None:
+        if out is not None and not call.fire_and_forget:
             call.reply(out)
 
     def cancel(self, offer: Any, c_call: Any) -> None:

@@ -86,7 +86,8 @@ class Sample:
     (:meth:`tobytes`) what you keep for long.
     """
 
-    __slots__ = ("event", "seq", "requested", "_addr", "_len", "_borrowed", "_hold", "_weak", "_released")
+    __slots__ = ("event", "seq", "requested", "_addr", "_len", "_borrowed", "_hold", "_weak", "_released",
+                 "__weakref__")
 
     def __init__(self, borrowed: Any) -> None:
         s = borrowed.contents
