@@ -28,18 +28,35 @@ _SLICE = 0.2
 Authorizer = Callable[[PeerInfo], "bool | str | None"]
 
 
+class _Box:
+    """A handle and whether it was closed, shared with the finalizer (which
+    must not refer to the object it finalizes)."""
+
+    __slots__ = ("handle", "closer", "closed")
+
+    def __init__(self, handle: Any, closer: Callable[[Any], None]) -> None:
+        self.handle, self.closer, self.closed = handle, closer, False
+
+
+def _close_box(box: _Box) -> None:
+    box.closed = True
+    box.closer(box.handle)
+
+
 class Owned:
     """An object that owns one C handle, closed exactly once: by
     :meth:`close`, or by its finalizer when it is collected or the
     interpreter exits. It is a context manager."""
 
-    _h: Any
-    _closed: bool = True
+    _box: _Box | None = None
 
     def _own(self, handle: Any, closer: Callable[[Any], None]) -> None:
-        self._h = handle
-        self._closed = False
-        self._finalizer = weakref.finalize(self, closer, handle)
+        self._box = _Box(handle, closer)
+        self._finalizer = weakref.finalize(self, _close_box, self._box)
+
+    @property
+    def _closed(self) -> bool:
+        return self._box is None or self._box.closed
 
     @property
     def closed(self) -> bool:
@@ -49,14 +66,14 @@ class Owned:
 
     def close(self) -> None:
         """Closes the object; idempotent."""
-        self._closed = True
         self._finalizer()
 
     def _handle(self) -> Any:
         _lib.guard()
         if self.closed:
             raise _errors.error(-4, f"{type(self).__name__} is closed")
-        return self._h
+        assert self._box is not None
+        return self._box.handle
 
     def __enter__(self) -> Any:
         return self
@@ -483,8 +500,9 @@ class Node(Owned):
         peers, waiting up to ``timeout`` seconds (it closes in any case;
         :class:`gwipc.TimeoutError` if the flush did not finish)."""
         h = self._handle()
-        self._closed = True
         self._finalizer.detach()
+        assert self._box is not None
+        self._box.closed = True
         self._children.clear()
         _lib.lib().gwipc_node_shutdown(h, _lib.usec(timeout))
 
