@@ -5,7 +5,6 @@ from __future__ import annotations
 import ctypes
 import json
 import logging
-import select
 import threading
 import time
 import weakref
@@ -20,10 +19,10 @@ if TYPE_CHECKING:
     from .proxy import Proxy
     from ._types import Geometry
 
-# The longest a wait in Python sleeps before looking again: it bounds how
-# late a signal delivered to another thread, a stop() or a closed node is
-# noticed. Signals to the main thread interrupt the wait at once.
-_SLICE = 0.2
+# The longest one wait (a dispatch waiting inside the library, or a waiter
+# sleeping while another thread drives the node) lasts: it bounds how late
+# Ctrl-C, a stop() from another thread or a closed node is noticed.
+_SLICE = 0.1
 
 Authorizer = Callable[[PeerInfo], "bool | str | None"]
 
@@ -194,7 +193,6 @@ class Node(Owned):
             lib.gwipc_config_free(cfg)
         node._own(h, lib.gwipc_node_close)
         node._fd = lib.gwipc_node_fd(h)
-        node._poller.register(node._fd, select.POLLIN)
         return node
 
     def _init_state(self) -> None:
@@ -209,7 +207,6 @@ class Node(Owned):
         self._step_waiters: list[Callable[[None], Any]] = []  # run after the next dispatch (gwipc.aio)
         self._more = False
         self._stopping = False
-        self._poller = select.poll()
         self._authorizer: Authorizer | None = None
         self._on_connected: Callable[[PeerInfo], None] | None = None
         self._on_disconnected: Callable[[PeerInfo, _errors.GwipcError | None], None] | None = None
@@ -364,11 +361,11 @@ class Node(Owned):
         self._loop.release()
 
     def _step(self, timeout: float | None) -> int:
-        """One wait (at most _SLICE) and one dispatch; holding the loop."""
-        if not self._more and timeout != 0:
-            wait = _SLICE if timeout is None else min(timeout, _SLICE)
-            self._poller.poll(max(0, int(wait * 1000)))
-        rc = _lib.lib().gwipc_node_dispatch(self._handle(), 0)
+        """One dispatch waiting at most _SLICE (inside the library, with the
+        GIL released: only a dispatch that waits there is woken by entries
+        in the peers' shared-memory rings); holding the loop."""
+        wait = 0.0 if self._more else _SLICE if timeout is None else min(timeout, _SLICE)
+        rc = _lib.lib().gwipc_node_dispatch(self._handle(), _lib.usec(wait))
         self._more = bool(rc & _lib.DISPATCH_MORE)
         with self._progress:
             self._steps += 1

@@ -44,16 +44,14 @@ class TempDirTest(unittest.TestCase):
 
 
 def pump(*nodes: gwipc.Node, until: Callable[[], bool], timeout: float = TIMEOUT) -> None:
-    """Dispatches the nodes (on this thread) until until() or timeout
-    (then fails)."""
+    """Dispatches the nodes in turn (on this thread, each waiting a few ms
+    inside the library) until until() or timeout (then fails)."""
     deadline = time.monotonic() + timeout
     while not until():
-        left = deadline - time.monotonic()
-        if left <= 0:
+        if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout} s")
-        select.select([n.fileno() for n in nodes], [], [], min(left, 0.05))
         for n in nodes:
-            n.dispatch(0)
+            n.dispatch(0.005 if len(nodes) > 1 else 0.05)
 
 
 def pair(test: TempDirTest, **listen: Any) -> tuple[gwipc.Node, gwipc.Node]:
@@ -75,38 +73,47 @@ def wait_until(cond: Callable[[], bool], timeout: float = TIMEOUT, what: str = "
 
 
 class Proc:
-    """A child process with its output read line by line; killed (and
-    reaped) at cleanup if still running."""
+    """A child process whose output is read line by line (unbuffered, so
+    select() tells the truth); killed and reaped at cleanup."""
 
     def __init__(self, test: unittest.TestCase, argv: Iterable[str], env: dict[str, str] | None = None,
                  cwd: str | None = None) -> None:
         self.argv = [str(a) for a in argv]
-        self.p = subprocess.Popen(self.argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                  env=env, cwd=cwd)
+        self.p = subprocess.Popen(self.argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=cwd,
+                                  bufsize=0)
         self.lines: list[str] = []
+        self._partial = b""
+        self._eof = False
         test.addCleanup(self.kill)
 
-    def wait_line(self, pred: Callable[[str], bool], timeout: float = TIMEOUT) -> str:
-        """The first output line (new or already read) matching pred."""
-        for line in self.lines:
-            if pred(line):
-                return line
-        deadline = time.monotonic() + timeout
+    def _read(self, timeout: float) -> None:
+        """Reads what arrives within timeout into self.lines."""
         assert self.p.stdout is not None
+        if self._eof or not select.select([self.p.stdout], [], [], timeout)[0]:
+            return
+        chunk = os.read(self.p.stdout.fileno(), 65536)
+        if not chunk:
+            self._eof = True
+        *done, self._partial = (self._partial + chunk).split(b"\n")
+        self.lines += [line.decode(errors="replace") for line in done]
+
+    def has_line(self, pred: Callable[[str], bool]) -> bool:
+        """Whether a line read so far, or ready to read now, matches pred."""
+        self._read(0)
+        return any(pred(line) for line in self.lines)
+
+    def wait_line(self, pred: Callable[[str], bool], timeout: float = TIMEOUT) -> str:
+        """The first output line matching pred, waiting up to timeout."""
+        deadline = time.monotonic() + timeout
         while True:
+            for line in self.lines:
+                if pred(line):
+                    return line
             left = deadline - time.monotonic()
-            if left <= 0:
-                raise AssertionError(f"{self.argv[0]}: no matching line within {timeout} s; got {self.lines}")
-            r, _, _ = select.select([self.p.stdout], [], [], left)
-            if not r:
-                continue
-            line = self.p.stdout.readline()
-            if not line:
-                raise AssertionError(f"{self.argv[0]} exited ({self.p.wait(TIMEOUT)}) before a matching line; "
-                                     f"got {self.lines}; stderr {self.p.stderr.read() if self.p.stderr else ''}")
-            self.lines.append(line.rstrip("\n"))
-            if pred(self.lines[-1]):
-                return self.lines[-1]
+            if left <= 0 or self._eof:
+                raise AssertionError(f"{self.argv[0]}: no matching line within {timeout} s "
+                                     f"(exit {self.p.poll()}); got {self.lines}")
+            self._read(left)
 
     def finish(self, timeout: float = TIMEOUT) -> tuple[int, str, str]:
         """Waits for the exit (killing it after timeout): (code, stdout, stderr)."""
@@ -115,8 +122,9 @@ class Proc:
         except subprocess.TimeoutExpired:
             self.p.kill()
             out, err = self.p.communicate()
-            raise AssertionError(f"{self.argv} did not exit within {timeout} s: {out}{err}") from None
-        return self.p.returncode, "\n".join(self.lines) + out, err
+            raise AssertionError(f"{self.argv} did not exit within {timeout} s: {out!r}{err!r}") from None
+        text = (self._partial + out).decode(errors="replace")
+        return self.p.returncode, "\n".join(self.lines + [text]), err.decode(errors="replace")
 
     def kill(self) -> None:
         if self.p.poll() is None:
