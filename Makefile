@@ -99,3 +99,32 @@ tools:
 
 # The C examples and the C test suite (c-examples, c-test, install, ...).
 -include examples/c/examples.mk
+
+# ---- the Python binding (bindings/python, docs/PYTHON.md) -----------------
+# make wheel   - $(BUILD)/gwipc-<version>-py3-none-linux_<arch>.whl, the library bundled
+# make py-test - the Python tests (unittest) on $(PYTHON), against $(BUILD)/
+PYTHON     ?= python3
+# The wheel is packed by Debian's python3 and its python3-wheel (the pyenv
+# python3 on PATH has no wheel module); py-deps installs what is missing.
+SYS_PYTHON := /usr/bin/python3
+PY_VERSION := $(shell sed -n 's/^__version__ = "\(.*\)"/\1/p' bindings/python/gwipc/__init__.py)
+PY_WHEEL   := $(BUILD)/gwipc-$(PY_VERSION)-py3-none-linux_$(shell uname -m).whl
+PY_SRCS    := $(wildcard bindings/python/gwipc/*.py) bindings/python/gwipc/py.typed \
+              bindings/python/pyproject.toml bindings/python/build_wheel.py docs/PYTHON.md
+
+.PHONY: wheel py-test py-deps
+
+py-deps:
+	@$(SYS_PYTHON) -c 'import wheel, ensurepip, venv' 2>/dev/null || { \
+	  echo "installing python3-wheel python3-venv (apt-get)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-wheel python3-venv; }
+
+wheel: $(PY_WHEEL)
+
+$(PY_WHEEL): $(BUILD)/libgwipc.so.1 $(PY_SRCS) | py-deps
+	$(SYS_PYTHON) bindings/python/build_wheel.py --lib $(BUILD)/libgwipc.so.1 --out $(BUILD)
+
+# Needs the library, the Go tool and the C examples (the peers of the
+# cross-language tests); each test bounds its own waits, timeout the whole.
+py-test: build c-examples py-deps
+	GWIPC_BUILD_DIR=$(abspath $(BUILD)) timeout 900 $(PYTHON) bindings/python/tests/run.py

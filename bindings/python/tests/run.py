@@ -1,0 +1,30 @@
+"""Runs every test here (unittest) and ends with one plain summary line,
+"py-test: N passed, N failed, N skipped". Exit status 1 on any failure.
+
+    python3 bindings/python/tests/run.py [-v] [TEST ...]
+"""
+
+from __future__ import annotations
+
+import sys
+import unittest
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path[:0] = [str(HERE.parent), str(HERE)]
+
+
+def main() -> int:
+    args = [a for a in sys.argv[1:] if a != "-v"]
+    loader = unittest.TestLoader()
+    suite = loader.loadTestsFromNames(args) if args else loader.discover(str(HERE), top_level_dir=str(HERE))
+    result = unittest.TextTestRunner(verbosity=2 if "-v" in sys.argv else 1).run(suite)
+    failed = len(result.failures) + len(result.errors) + len(result.unexpectedSuccesses)
+    skipped = len(result.skipped)
+    passed = result.testsRun - failed - skipped
+    print(f"py-test: {passed} passed, {failed} failed, {skipped} skipped")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
