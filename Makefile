@@ -22,7 +22,7 @@ help:
 	@echo "make abi-check - the functions include/gwipc.h declares are exactly what libgwipc.so.1 exports"
 	@echo "make guard  - regenerate capi/guard.c (the exported C functions) from include/gwipc.h"
 	@echo "make test   - lint, abi-check, then all tests with -race"
-	@echo "make run    - the demo: a provider and a consumer process exchanging events"
+	@echo "make run    - the demo: a C provider, Python and Go consumers, and gwipc status"
 	@echo "make bench  - benchmarks: gwipc vs a raw Unix-socket baseline, ratios and allocations"
 	@echo "make fuzz   - run every fuzz target for FUZZTIME (default 20s) each"
 	@echo "make lint   - gofmt, go vet and (if installed) staticcheck"
@@ -70,8 +70,11 @@ guard:
 test: lint abi-check
 	$(GO) test $(GOFLAGS) -race -count=1 -timeout 15m $(PKGS)
 
-run: build
-	$(BUILD)/gwipc demo
+# The whole system: the C sensor daemon, a Python and a Go consumer, and
+# gwipc status (cmd/gwipc/demo.go); exits 0 after a few seconds.
+run: build c-examples
+	PYTHONPATH=bindings/python $(BUILD)/gwipc demo --sensor-daemon $(BUILD)/examples/sensor_daemon \
+	  --python $(PYTHON) --python-consumer bindings/python/examples/sensor_consumer.py
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files --cached --others --exclude-standard '*.go' 2>/dev/null || find . -name '*.go')); \
