@@ -83,15 +83,24 @@ var demoService = engine.ServiceID{Interface: engine.Interface{ID: "demo.sensor"
 
 const demoPeriod = 200 * time.Millisecond
 
-// runDemo starts the provider and the consumer and relays their output.
-func runDemo(ctx context.Context, e *env, duration time.Duration) int {
+// demoSetup finds this executable (the demo runs it again in other roles)
+// and makes the demo's temporary directory; the caller removes it.
+func demoSetup(e *env) (self, dir string, code int) {
 	self, err := os.Executable()
 	if err != nil {
-		return fail(e, "demo", "finding my own executable: %v", err)
+		return "", "", fail(e, "demo", "finding my own executable: %v", err)
 	}
-	dir, err := os.MkdirTemp("", "gwipc-demo")
-	if err != nil {
-		return fail(e, "demo", "%v", err)
+	if dir, err = os.MkdirTemp("", "gwipc-demo"); err != nil {
+		return "", "", fail(e, "demo", "%v", err)
+	}
+	return self, dir, exitOK
+}
+
+// runDemo starts the provider and the consumer and relays their output.
+func runDemo(ctx context.Context, e *env, duration time.Duration) int {
+	self, dir, code := demoSetup(e)
+	if code != exitOK {
+		return code
 	}
 	defer os.RemoveAll(dir)
 	socket := filepath.Join(dir, "sensor.sock")
@@ -316,13 +325,9 @@ func (c *demoChild) waitMark(ctx context.Context, mark string) bool {
 // runSystemDemo runs the sensor daemon, the Go consumer and the Python
 // consumer, then the status query, relaying every line with its origin.
 func runSystemDemo(ctx context.Context, e *env, d systemDemo) int {
-	self, err := os.Executable()
-	if err != nil {
-		return fail(e, "demo", "finding my own executable: %v", err)
-	}
-	dir, err := os.MkdirTemp("", "gwipc-demo")
-	if err != nil {
-		return fail(e, "demo", "%v", err)
+	self, dir, code := demoSetup(e)
+	if code != exitOK {
+		return code
 	}
 	defer os.RemoveAll(dir)
 	ctx, cancel := context.WithTimeout(ctx, systemDemoDeadline)

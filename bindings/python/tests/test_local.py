@@ -33,6 +33,18 @@ def echo(call: gwipc.Call) -> bytes | None:
     return call.data.upper()
 
 
+def subscribed(test: TempDirTest) -> tuple[gwipc.Node, gwipc.Node, gwipc.Offer, gwipc.Proxy, list[bytes]]:
+    """A pair with an offer of one event and a proxy subscribed to it,
+    collecting copies of the payloads."""
+    a, b = pair(test)
+    offer = a.offer(SVC, events=1)
+    proxy = b.require(SVC)
+    got: list[bytes] = []
+    proxy.subscribe(0, lambda s: got.append(s.tobytes()))
+    pump(a, b, until=lambda: proxy.subscription_state(0) == gwipc.SubscriptionState.ACTIVE)
+    return a, b, offer, proxy, got
+
+
 class Events(TempDirTest):
     def test_events_in_order_with_sequence_numbers(self) -> None:
         a, b = pair(self)
@@ -48,12 +60,7 @@ class Events(TempDirTest):
         self.assertEqual(got, [(i + 1, b"event %d" % i) for i in range(100)])
 
     def test_publish_takes_any_buffer(self) -> None:
-        a, b = pair(self)
-        offer = a.offer(SVC, events=1)
-        proxy = b.require(SVC)
-        got: list[bytes] = []
-        proxy.subscribe(0, lambda s: got.append(s.tobytes()))
-        pump(a, b, until=lambda: proxy.subscription_state(0) == gwipc.SubscriptionState.ACTIVE)
+        a, b, offer, proxy, got = subscribed(self)
         for data in (bytearray(b"ba"), memoryview(b"xmvx")[1:3], b"", (b"abc" * 3)):
             offer.publish(0, data)
         pump(a, b, until=lambda: len(got) == 4)
@@ -124,12 +131,7 @@ class Events(TempDirTest):
         self.assertEqual([h for h in _lib.registry.values() if getattr(h, "proxy", None) is proxy], [])
 
     def test_loan_is_written_in_place(self) -> None:
-        a, b = pair(self)
-        offer = a.offer(SVC, events=1)
-        proxy = b.require(SVC)
-        got: list[bytes] = []
-        proxy.subscribe(0, lambda s: got.append(s.tobytes()))
-        pump(a, b, until=lambda: proxy.subscription_state(0) == gwipc.SubscriptionState.ACTIVE)
+        a, b, offer, proxy, got = subscribed(self)
         with offer.loan(0) as loan:
             self.assertGreaterEqual(loan.capacity, 4096)
             loan.buffer[:5] = b"hello"

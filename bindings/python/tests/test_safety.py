@@ -32,7 +32,15 @@ def pump(until, timeout=10):
 """
 
 
-class Views(TempDirTest):
+class ChildTest(TempDirTest):
+    def assertPrints(self, code: str, want: str, *args: str) -> None:  # noqa: N802 - unittest style
+        """code, run in a child interpreter, exits 0, prints want and
+        nothing on stderr."""
+        rc, out, err = run_python(self, code, *args)
+        self.assertEqual((rc, out.strip(), err), (0, want, ""))
+
+
+class Views(ChildTest):
     def test_view_escaping_the_handler_stays_readable_past_close(self) -> None:
         code = PAIR + """
 escaped = []
@@ -45,8 +53,7 @@ del proxy, offer, a, b
 gc.collect()
 print(bytes(escaped[0]))
 """
-        rc, out, err = run_python(self, code, self.path("v.sock"))
-        self.assertEqual((rc, out.strip(), err), (0, "b'caped-payload'", ""))
+        self.assertPrints(code, "b'caped-payload'", self.path("v.sock"))
 
     def test_views_of_a_released_sample_stay_readable_past_close(self) -> None:
         code = PAIR + """
@@ -115,7 +122,7 @@ print(out)
         self.assertIn("['read-only', 'no writable re-export']", out)
 
 
-class Exit(TempDirTest):
+class Exit(ChildTest):
     def test_interpreter_exit_with_everything_open(self) -> None:
         code = PAIR + """
 kept = []
@@ -131,8 +138,7 @@ cycle.append(cycle)
 print("exiting")
 """
         t0 = time.monotonic()
-        rc, out, err = run_python(self, code, self.path("e.sock"))
-        self.assertEqual((rc, out.strip(), err), (0, "exiting", ""))
+        self.assertPrints(code, "exiting", self.path("e.sock"))
         self.assertLess(time.monotonic() - t0, 5)
 
     def test_exit_while_another_thread_runs_a_node(self) -> None:
@@ -144,11 +150,10 @@ proxy.subscribe(0, lambda s: None)
 time.sleep(0.2)
 print("exiting")
 """
-        rc, out, err = run_python(self, code, self.path("t.sock"))
-        self.assertEqual((rc, out.strip(), err), (0, "exiting", ""))
+        self.assertPrints(code, "exiting", self.path("t.sock"))
 
 
-class Fork(TempDirTest):
+class Fork(ChildTest):
     def test_fork_after_load_fails_clearly_in_the_child(self) -> None:
         code = """
 import os, sys, time
@@ -172,8 +177,7 @@ _, status = os.waitpid(pid, 0)
 print("child", os.waitstatus_to_exitcode(status))
 node.close()
 """
-        rc, out, err = run_python(self, code, self.path("f.sock"))
-        self.assertEqual((rc, out.strip(), err), (0, "child 0", ""))
+        self.assertPrints(code, "child 0", self.path("f.sock"))
 
     def test_import_then_fork_without_a_node_works(self) -> None:
         code = """
@@ -189,18 +193,16 @@ if pid == 0:
 _, status = os.waitpid(pid, 0)
 print("child", os.waitstatus_to_exitcode(status), "parent loaded", gwipc._lib.loaded())
 """
-        rc, out, err = run_python(self, code, self.path("g.sock"))
-        self.assertEqual((rc, out.strip(), err), (0, "child 0 parent loaded False", ""))
+        self.assertPrints(code, "child 0 parent loaded False", self.path("g.sock"))
 
 
-class Signals(TempDirTest):
+class Signals(ChildTest):
     def test_sigint_during_run_raises_keyboard_interrupt_promptly(self) -> None:
         code = """
 import sys, time
 import gwipc
 node = gwipc.Node.listen(sys.argv[1])
 print("running", flush=True)
-t0 = None
 try:
     node.run(timeout=30)
 except KeyboardInterrupt:
@@ -228,8 +230,7 @@ after = {s: signal.getsignal(s) for s in sigs}
 node.close()
 print(before == after)
 """
-        rc, out, err = run_python(self, code, self.path("h.sock"))
-        self.assertEqual((rc, out.strip(), err), (0, "True", ""))
+        self.assertPrints(code, "True", self.path("h.sock"))
 
 
 if __name__ == "__main__":
