@@ -156,9 +156,10 @@ print("exiting")
 class Fork(ChildTest):
     def test_fork_after_load_fails_clearly_in_the_child(self) -> None:
         code = """
-import os, sys, time
+import os, sys, time, warnings
 import gwipc
 node = gwipc.Node.listen(sys.argv[1])
+warnings.simplefilter("ignore", DeprecationWarning)  # 3.12: forking a multi-threaded process, on purpose
 pid = os.fork()
 if pid == 0:
     t0 = time.monotonic()
