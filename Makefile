@@ -21,8 +21,10 @@ help:
 	@echo "make build-cgocheck2 - libgwipc.so.1 with GOEXPERIMENT=cgocheck2 into $(BUILD)/cgocheck2/"
 	@echo "make abi-check - the functions include/gwipc.h declares are exactly what libgwipc.so.1 exports"
 	@echo "make guard  - regenerate capi/guard.c (the exported C functions) from include/gwipc.h"
-	@echo "make test   - lint, abi-check, all Go tests with -race, the C suites (also against the cgocheck2 build), install + pkg-config"
-	@echo "make run    - the demo: a provider and a consumer process exchanging events"
+	@echo "make test   - lint, abi-check, all Go tests with -race, the C suites (also against the cgocheck2 build), install + pkg-config, the Python suite and the wheel"
+	@echo "make wheel  - $(BUILD)/gwipc-<version>-py3-none-linux_<arch>.whl with libgwipc bundled"
+	@echo "make py-test - the Python tests (unittest) on $$(PYTHON)"
+	@echo "make run    - the demo: a C provider, Python and Go consumers, and gwipc status"
 	@echo "make bench  - gwipc against raw sockets, a memfd floor, libqb and ZeroMQ: tables, $(BUILD)/bench.json"
 	@echo "make bench-deps - install libqb-dev and libzmq3-dev (apt-get) so make bench compares with them too"
 	@echo "make bench-micro - the in-process go test -bench micro-benchmarks"
@@ -99,10 +101,13 @@ test: lint abi-check
 	@# The allocation checks once more without the race detector, whose
 	@# runtime allocates on its own: there they are strict.
 	$(GO) test $(GOFLAGS) -count=1 -run 'Allocate|HeapIsFlat' ./engine/
-	$(MAKE) c-test c-test-cgocheck2
+	$(MAKE) c-test c-test-cgocheck2 py-test
 
-run: build
-	$(BUILD)/gwipc demo
+# The whole system: the C sensor daemon, a Python and a Go consumer, and
+# gwipc status (cmd/gwipc/demo.go); exits 0 after a few seconds.
+run: build c-examples
+	PYTHONPATH=bindings/python $(BUILD)/gwipc demo --sensor-daemon $(BUILD)/examples/sensor_daemon \
+	  --python $(PYTHON) --python-consumer bindings/python/examples/sensor_consumer.py
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files --cached --others --exclude-standard '*.go' 2>/dev/null || find . -name '*.go')); \
@@ -139,3 +144,32 @@ tools:
 
 # The C examples and the C test suite (c-examples, c-test, install, ...).
 -include examples/c/examples.mk
+
+# ---- the Python binding (bindings/python, docs/PYTHON.md) -----------------
+# make wheel   - $(BUILD)/gwipc-<version>-py3-none-linux_<arch>.whl, the library bundled
+# make py-test - the Python tests (unittest) on $(PYTHON), against $(BUILD)/
+PYTHON     ?= python3
+# The wheel is packed by Debian's python3 and its python3-wheel (the pyenv
+# python3 on PATH has no wheel module); py-deps installs what is missing.
+SYS_PYTHON := /usr/bin/python3
+PY_VERSION := $(shell sed -n 's/^__version__ = "\(.*\)"/\1/p' bindings/python/gwipc/__init__.py)
+PY_WHEEL   := $(BUILD)/gwipc-$(PY_VERSION)-py3-none-linux_$(shell uname -m).whl
+PY_SRCS    := $(wildcard bindings/python/gwipc/*.py) bindings/python/gwipc/py.typed \
+              bindings/python/pyproject.toml bindings/python/build_wheel.py docs/PYTHON.md
+
+.PHONY: wheel py-test py-deps
+
+py-deps:
+	@$(SYS_PYTHON) -c 'import wheel, ensurepip, venv' 2>/dev/null || { \
+	  echo "installing python3-wheel python3-venv (apt-get)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-wheel python3-venv; }
+
+wheel: $(PY_WHEEL)
+
+$(PY_WHEEL): $(BUILD)/libgwipc.so.1 $(PY_SRCS) | py-deps
+	$(SYS_PYTHON) bindings/python/build_wheel.py --lib $(BUILD)/libgwipc.so.1 --out $(BUILD)
+
+# Needs the library, the Go tool and the C examples (the peers of the
+# cross-language tests); each test bounds its own waits, timeout the whole.
+py-test: build c-examples py-deps
+	GWIPC_BUILD_DIR=$(abspath $(BUILD)) timeout 900 $(PYTHON) bindings/python/tests/run.py

@@ -1,0 +1,164 @@
+"""Received samples, and zero-copy views that cannot outlive their memory.
+
+Every memoryview gwipc hands out is made over a ctypes array whose
+attribute holds a *hold*: the Python object that keeps the memory valid (a
+kept sample's C reference, or an open loan). Views and slices keep the
+array, so the hold, alive; the C release runs from the hold's finalizer,
+only once no view remains. So a view kept past ``release()`` or past the
+node's ``close()`` stays valid (the library keeps a kept sample's mapping
+until it is released); it never reads unmapped memory.
+
+On Python 3.12+ a read-only view is exported through ``__buffer__`` (PEP
+688), so ``view.obj`` is an opaque wrapper; before 3.12 it is the ctypes
+array, whose own buffer is writable: writing through ``memoryview(view.obj)``
+would fault on the read-only mapping (see docs/PYTHON.md).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import inspect
+import sys
+import weakref
+from typing import Any
+
+from . import _errors, _lib
+
+_PEP688 = sys.version_info >= (3, 12)
+
+
+class _ReadOnly:
+    """A read-only exporter of a ctypes array (Python 3.12+)."""
+
+    __slots__ = ("_arr",)
+
+    def __init__(self, arr: Any) -> None:
+        self._arr = arr
+
+    def __buffer__(self, flags: int) -> memoryview:
+        if flags & inspect.BufferFlags.WRITABLE:
+            raise BufferError("gwipc sample data is read-only shared memory")
+        return memoryview(self._arr).cast("B").toreadonly()
+
+
+def view(addr: int | None, n: int, hold: object, *, writable: bool) -> memoryview:
+    """A memoryview of n bytes at addr that keeps hold alive."""
+    if not n or not addr:
+        return memoryview(bytearray()) if writable else memoryview(b"")
+    arr = (ctypes.c_char * n).from_address(addr)
+    arr._gwipc_hold = hold  # type: ignore[attr-defined]
+    if writable:
+        return memoryview(arr).cast("B")
+    if _PEP688:
+        return memoryview(_ReadOnly(arr))  # type: ignore[arg-type]
+    return memoryview(arr).cast("B").toreadonly()
+
+
+def _released(what: str) -> _errors.GwipcError:
+    return _errors.error(-2, f"the {what} was released (keep() it inside the callback to use it later)")
+
+
+class _SampleHold:
+    """Keeps the memory of a sample's views valid; once kept, its finalizer
+    releases the C sample when the last reference (the Sample's, or a
+    view's) goes."""
+
+    __slots__ = ("__weakref__", "_finalizer")
+
+    def keep(self, borrowed: Any) -> None:
+        lib = _lib.lib()
+        kept = _lib.gwipc_sample()
+        lib.gwipc_sample_keep(borrowed, kept)
+        self._finalizer = weakref.finalize(self, lib.gwipc_sample_release, kept)
+
+
+class Sample:
+    """One received event update.
+
+    ``event``, ``seq`` (the provider's sequence number for the event: a
+    jump means missed updates) and ``requested`` (it answers a request for
+    a field's current value). :attr:`data` is a read-only zero-copy view
+    of the provider's shared memory, valid inside the handler; call
+    :meth:`keep` there to use the sample later, and :meth:`release` it
+    when done (or use it as a context manager). A view that outlives that
+    stays valid (the slot is held until the view goes), but a held slot
+    counts against the subscriber's share of the provider's pool: copy
+    (:meth:`tobytes`) what you keep for long.
+    """
+
+    __slots__ = ("event", "seq", "requested", "_addr", "_len", "_borrowed", "_hold", "_weak", "_released",
+                 "__weakref__")
+
+    def __init__(self, borrowed: Any) -> None:
+        s = borrowed.contents
+        self.event: int = s.event
+        self.seq: int = s.seq
+        self.requested: bool = bool(s.requested)
+        self._addr: int | None = s.data
+        self._len: int = s.len
+        self._borrowed = borrowed  # valid while the callback runs
+        self._hold: _SampleHold | None = None  # once kept
+        self._weak: Any = None  # the hold of views made before a keep
+        self._released = False
+
+    def __len__(self) -> int:
+        return self._len
+
+    @property
+    def data(self) -> memoryview:
+        """The payload: a read-only memoryview of shared memory."""
+        return view(self._addr, self._len, self._current_hold(), writable=False)
+
+    def tobytes(self) -> bytes:
+        """A copy of the payload."""
+        self._current_hold()
+        return ctypes.string_at(self._addr, self._len) if self._len else b""
+
+    def keep(self) -> "Sample":
+        """Keeps the sample past its handler (only inside it); returns self."""
+        if self._hold is None:
+            if self._released or self._borrowed is None:
+                raise _released("sample")
+            hold = self._current_hold()
+            hold.keep(self._borrowed)
+            self._hold = hold
+        return self
+
+    def release(self) -> None:
+        """Gives the slot back once no view of it remains. Idempotent."""
+        self._released = True
+        self._hold = None
+
+    @property
+    def kept(self) -> bool:
+        return self._hold is not None
+
+    def _current_hold(self) -> _SampleHold:
+        if self._released:
+            raise _released("sample")
+        hold = self._hold or (self._weak() if self._weak is not None else None)
+        if hold is None:
+            if self._borrowed is None:
+                raise _released("sample")
+            hold = _SampleHold()
+            self._weak = weakref.ref(hold)
+        return hold
+
+    def _delivered(self) -> None:
+        """The handler returned: views that escaped it keep the sample."""
+        if self._hold is None:
+            escaped = self._weak() if self._weak is not None else None
+            if escaped is not None:
+                escaped.keep(self._borrowed)
+            self._released = True
+        self._borrowed = None
+
+    def __enter__(self) -> "Sample":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+    def __repr__(self) -> str:
+        state = "kept" if self._hold else "released" if self._released else "borrowed"
+        return f"<gwipc.Sample event={self.event} seq={self.seq} len={self._len} {state}>"
