@@ -11,6 +11,7 @@ import (
 	"os"
 	"slices"
 	"sync"
+	"time"
 	"unsafe"
 
 	"github.com/gwipc/gwipc/engine"
@@ -212,6 +213,33 @@ func capi_config_set_reconnect(h *C.gwipc_config, minUsec, maxUsec C.int64_t) C.
 			return errRange
 		}
 		c.ec.ReconnectMin, c.ec.ReconnectMax = lo, hi
+		return nil
+	})
+}
+
+//export capi_config_set_spin
+func capi_config_set_spin(h *C.gwipc_config, usec C.int64_t) C.int {
+	return setConfig(h, func(c *config) error {
+		d, err := duration(usec)
+		if err != nil || d > time.Second {
+			return errRange
+		}
+		c.ec.Spin = d
+		return nil
+	})
+}
+
+//export capi_config_set_rings
+func capi_config_set_rings(h *C.gwipc_config, entries C.uint32_t) C.int {
+	return setConfig(h, func(c *config) error {
+		if entries == 0 {
+			c.ec.DisableRings, c.ec.RingEntries = true, 0
+			return nil
+		}
+		if entries < 64 || entries > 65536 || entries&(entries-1) != 0 {
+			return errRange
+		}
+		c.ec.DisableRings, c.ec.RingEntries = false, int(entries)
 		return nil
 	})
 }

@@ -76,6 +76,20 @@ int gwipc_config_set_max_output(gwipc_config *cfg, uint64_t bytes) {
 	return capi_config_set_max_output(cfg, bytes);
 }
 
+int gwipc_config_set_spin(gwipc_config *cfg, int64_t usec) {
+	if (capi_forked_flag) {
+		return GWIPC_E_FORKED;
+	}
+	return capi_config_set_spin(cfg, usec);
+}
+
+int gwipc_config_set_rings(gwipc_config *cfg, uint32_t entries) {
+	if (capi_forked_flag) {
+		return GWIPC_E_FORKED;
+	}
+	return capi_config_set_rings(cfg, entries);
+}
+
 int gwipc_config_set_max_peers(gwipc_config *cfg, uint32_t peers, uint32_t handshakes) {
 	if (capi_forked_flag) {
 		return GWIPC_E_FORKED;

@@ -366,6 +366,18 @@ GWIPC_API int gwipc_config_set_handshake_timeout(gwipc_config *cfg, int64_t usec
 GWIPC_API int gwipc_config_set_reconnect(gwipc_config *cfg, int64_t min_usec, int64_t max_usec);
 /* Bytes queued for a peer that does not read before it is dropped (4 MiB). */
 GWIPC_API int gwipc_config_set_max_output(gwipc_config *cfg, uint64_t bytes);
+/* How long a dispatch with nothing to do polls the shared-memory rings
+ * before it sleeps (default 0: never; at most 1 s). A peer's next message
+ * then costs no wake-up: sub-microsecond hand-offs for a CPU spent spinning.
+ * The spin adapts (it shrinks while it finds nothing), and a node never
+ * spins when it and its ring peers can run only on one and the same CPU.
+ * Returns GWIPC_OK or GWIPC_E_INVAL. Since 0.2. */
+GWIPC_API int gwipc_config_set_spin(gwipc_config *cfg, int64_t usec);
+/* The shared-memory rings: entries (of 32 bytes) in each ring this node
+ * writes, a power of two in [64, 65536] (default 4096); 0 turns rings off,
+ * so that every message goes through the socket. Returns GWIPC_OK or
+ * GWIPC_E_INVAL. Since 0.2. */
+GWIPC_API int gwipc_config_set_rings(gwipc_config *cfg, uint32_t entries);
 /* A listener's peer limit (1024) and handshakes in progress (64). */
 GWIPC_API int gwipc_config_set_max_peers(gwipc_config *cfg, uint32_t peers, uint32_t handshakes);
 /* The per-peer limits; limits->struct_size must be set. */

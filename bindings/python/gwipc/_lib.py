@@ -194,6 +194,8 @@ SIGNATURES: dict[str, tuple[Any, list[Any]]] = {
     "gwipc_config_set_max_packet": (c_int, [ConfigP, c_uint32]),
     "gwipc_config_set_handshake_timeout": (c_int, [ConfigP, c_int64]),
     "gwipc_config_set_reconnect": (c_int, [ConfigP, c_int64, c_int64]),
+    "gwipc_config_set_spin": (c_int, [ConfigP, c_int64]),
+    "gwipc_config_set_rings": (c_int, [ConfigP, c_uint32]),
     "gwipc_config_set_max_output": (c_int, [ConfigP, c_uint64]),
     "gwipc_config_set_max_peers": (c_int, [ConfigP, c_uint32, c_uint32]),
     "gwipc_config_set_limits": (c_int, [ConfigP, _p(gwipc_limits)]),

@@ -31,19 +31,22 @@ static struct side {
     gwt_rec rec;
 } S;
 
-static void consumer_side(int event, int mode)
+/* consumer_side with the consumer dialled with cfg (NULL: the defaults). */
+static void consumer_side_config(int event, int mode, gwipc_config *cfg)
 {
     memset(&S, 0, sizeof S);
     gwt_path(S.sock, sizeof S.sock, "p.sock");
     gwt_path(S.status, sizeof S.status, "p.status");
     gwt_peer_provider(&S.prov, S.sock, S.status, "gwt-provider");
-    S.node = gwt_dial(S.sock, "e2e-consumer");
+    S.node = cfg ? gwt_dial_config(S.sock, cfg) : gwt_dial(S.sock, "e2e-consumer");
     gwt_rec_init(&S.rec);
     S.p = gwt_require(S.node, "one", &S.rec, event, mode);
     GWT_UNTIL(S.node, gwt_rec_available(&S.rec) == 1, 10 * SEC);
     if (event >= 0)
         GWT_UNTIL(S.node, gwt_rec_suback(&S.rec, event) == 0, 5 * SEC);
 }
+
+static void consumer_side(int event, int mode) { consumer_side_config(event, mode, NULL); }
 
 static void side_end(void)
 {
@@ -436,6 +439,41 @@ static void test_fd_readiness_alone_drives_timers_and_bursts(void)
     for (int i = 1; i < gwt_rec_n(&S.rec); i++)
         assert_int_equal(S.rec.s[i].seq, S.rec.s[i - 1].seq + 1);
     side_end();
+}
+
+/* gwipc_config_set_rings and gwipc_config_set_spin: events and calls work
+ * with rings off (everything on the socket) and with small rings (64
+ * entries: a burst of 25 events and their consumes fill them), both with a
+ * spinning consumer; the status says which carrier the peer uses. */
+static void test_rings_off_or_small_with_spin(void)
+{
+    static const uint32_t rings[] = {0, 64};
+    for (size_t i = 0; i < sizeof rings / sizeof rings[0]; i++) {
+        gwipc_config *cfg = NULL;
+        GWT_RC(gwipc_config_new(&cfg), GWIPC_OK);
+        GWT_RC(gwipc_config_set_name(cfg, "e2e-consumer"), GWIPC_OK);
+        GWT_RC(gwipc_config_set_rings(cfg, rings[i]), GWIPC_OK);
+        GWT_RC(gwipc_config_set_spin(cfg, 200), GWIPC_OK);
+        consumer_side_config(GWT_EV_PLAIN, GWIPC_UPDATES, cfg);
+        gwipc_config_free(cfg);
+        for (int b = 1; b <= 4; b++) {
+            gwt_send(&S.prov, "pub 25");
+            gwt_rec_wait(&S.rec, S.node, b * 25, 10 * SEC);
+        }
+        for (int k = 1; k < gwt_rec_n(&S.rec); k++)
+            assert_int_equal(S.rec.s[k].seq, S.rec.s[k - 1].seq + 1);
+        reset_completion();
+        GWT_RC(gwipc_proxy_call_async(S.p, GWT_M_ECHO, "ping", 4, 5 * SEC, on_reply, &C, NULL, NULL), GWIPC_OK);
+        GWT_UNTIL(S.node, completions() == 1, 5 * SEC);
+        assert_int_equal(C.code, GWIPC_OK);
+        assert_string_equal(C.data, "ping");
+        reset_completion();
+        char *js = gwt_status_json(S.node);
+        const char *want = rings[i] ? "\"ring\":true" : "\"ring\":false";
+        GWT_CHECK(gwt_contains(js, want), "rings %u: no %s in the status: %s", rings[i], want, js);
+        free(js);
+        side_end();
+    }
 }
 
 /* "Waits up to timeout_usec until the node has work, without doing it." */
@@ -1069,6 +1107,7 @@ int main(void)
         GWT_TEST(test_methods_async_reply_cancel_timeout),
         GWT_TEST(test_pending_call_completes_when_provider_dies),
         GWT_TEST(test_fd_readiness_alone_drives_timers_and_bursts),
+        GWT_TEST(test_rings_off_or_small_with_spin),
         GWT_TEST(test_fan_out_to_two_consumers),
         GWT_TEST(test_calls_answered_from_a_worker_thread),
         GWT_TEST(test_find_appear_and_disappear),

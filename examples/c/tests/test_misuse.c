@@ -633,6 +633,15 @@ static void *ptr_out;
     X(set_handshake_negative, IS(GWIPC_E_INVAL), gwipc_config_set_handshake_timeout(F.cfg, -5))              \
     X(set_reconnect_null, IS(GWIPC_E_INVAL), gwipc_config_set_reconnect(NULL, 1000, 2000))                   \
     X(set_reconnect_negative, IS(GWIPC_E_INVAL), gwipc_config_set_reconnect(F.cfg, -5, 2000))                \
+    X(set_spin_null, IS(GWIPC_E_INVAL), gwipc_config_set_spin(NULL, 100))                                    \
+    X(set_spin_negative, IS(GWIPC_E_INVAL), gwipc_config_set_spin(F.cfg, -1))                                \
+    X(set_spin_over_a_second, IS(GWIPC_E_INVAL), gwipc_config_set_spin(F.cfg, 1000001))                      \
+    X(set_spin_ok, IS(GWIPC_OK), gwipc_config_set_spin(F.cfg, 1000000))                                      \
+    X(set_rings_null, IS(GWIPC_E_INVAL), gwipc_config_set_rings(NULL, 64))                                   \
+    X(set_rings_too_few, IS(GWIPC_E_INVAL), gwipc_config_set_rings(F.cfg, 32))                               \
+    X(set_rings_not_a_power_of_two, IS(GWIPC_E_INVAL), gwipc_config_set_rings(F.cfg, 100))                   \
+    X(set_rings_too_many, IS(GWIPC_E_INVAL), gwipc_config_set_rings(F.cfg, 131072))                          \
+    X(set_rings_off, IS(GWIPC_OK), gwipc_config_set_rings(F.cfg, 0))                                         \
     X(set_max_output_null, IS(GWIPC_E_INVAL), gwipc_config_set_max_output(NULL, 1 << 20))                    \
     X(set_max_peers_null, IS(GWIPC_E_INVAL), gwipc_config_set_max_peers(NULL, 10, 10))                       \
     X(set_limits_null_cfg, IS(GWIPC_E_INVAL), gwipc_config_set_limits(NULL, &(gwipc_limits)GWIPC_LIMITS_INIT)) \

@@ -260,22 +260,30 @@ int gwt_dispatch(gwipc_node *node, int64_t wait_us)
     }
 }
 
-static gwipc_node *make_node(int listen, const char *path, const char *name, const char *status_path)
+static gwipc_node *open_node(int listen, const char *path, gwipc_config *cfg)
 {
-    gwipc_config *cfg = NULL;
     gwipc_node *node = NULL;
     gwipc_error err = GWIPC_ERROR_INIT;
-    GWT_RC(gwipc_config_new(&cfg), GWIPC_OK);
-    GWT_RC(gwipc_config_set_name(cfg, name), GWIPC_OK);
-    if (status_path)
-        GWT_RC(gwipc_config_set_status_path(cfg, status_path, 0), GWIPC_OK);
     int rc = listen ? gwipc_node_listen(path, cfg, &node, &err) : gwipc_node_dial(path, cfg, &node, &err);
-    gwipc_config_free(cfg);
     GWT_CHECK(rc == GWIPC_OK && node, "%s %s: %s: %s", listen ? "listen" : "dial", path, gwipc_error_name(rc),
               err.message);
     track((void **)nodes, node);
     return node;
 }
+
+static gwipc_node *make_node(int listen, const char *path, const char *name, const char *status_path)
+{
+    gwipc_config *cfg = NULL;
+    GWT_RC(gwipc_config_new(&cfg), GWIPC_OK);
+    GWT_RC(gwipc_config_set_name(cfg, name), GWIPC_OK);
+    if (status_path)
+        GWT_RC(gwipc_config_set_status_path(cfg, status_path, 0), GWIPC_OK);
+    gwipc_node *node = open_node(listen, path, cfg);
+    gwipc_config_free(cfg);
+    return node;
+}
+
+gwipc_node *gwt_dial_config(const char *path, gwipc_config *cfg) { return open_node(0, path, cfg); }
 
 gwipc_node *gwt_listen(const char *path, const char *name, const char *status_path)
 {

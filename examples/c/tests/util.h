@@ -123,6 +123,8 @@ int gwt_dispatch(gwipc_node *node, int64_t wait_us);
  * failure skipped its close (gwt_node_close forgets it). */
 gwipc_node *gwt_listen(const char *path, const char *name, const char *status_path);
 gwipc_node *gwt_dial(const char *path, const char *name);
+/* Dials with cfg (still the caller's to free). */
+gwipc_node *gwt_dial_config(const char *path, gwipc_config *cfg);
 void gwt_node_close(gwipc_node *node);
 /* Forgets a node the test closed itself. */
 void gwt_node_forget(gwipc_node *node);
