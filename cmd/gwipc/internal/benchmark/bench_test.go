@@ -75,11 +75,27 @@ func TestMainQuick(t *testing.T) {
 		assert.Equal(t, []string{"oneway", "rate", "bandwidth", "fanout", "rtt"}, keys, "%s: sections", p.Name)
 	}
 
+	// The quick run has the 64 B one-way and round-trip rows against uds
+	// (always built): their targets are checked, in this placement only.
+	goals := map[string]bool{}
+	for _, tg := range rep.Targets {
+		assert.Equal(t, place, tg.Placement, "%s", tg.Goal)
+		assert.Positive(t, tg.Ratio, "%s", tg.Goal)
+		goals[tg.Goal] = true
+	}
+	if place == placePin01 {
+		for _, g := range []string{"event one-way 64 B p50, parked", "event one-way 64 B p50, spinning",
+			"method round trip 64 B p50, parked", "method round trip 64 B p50, spinning"} {
+			assert.True(t, goals[g], "no target %q in %+v", g, rep.Targets)
+		}
+	}
+
 	var text bytes.Buffer
 	require.NoError(t, rep.WriteText(&text))
 	for _, p := range rep.Placements {
 		assert.Contains(t, text.String(), "== "+p.Name+": ")
 	}
+	assert.Contains(t, text.String(), "\ntargets (docs/PERFORMANCE.md): ")
 	for _, sec := range sections {
 		assert.Equal(t, len(rep.Placements), strings.Count(text.String(), sec.title+"\n"), "tables titled %q", sec.title)
 	}
@@ -286,4 +302,50 @@ func TestPercentile(t *testing.T) {
 	assert.Equal(t, 500.0, percentileUs(ns, 0.50))
 	assert.Equal(t, 990.0, percentileUs(ns, 0.99))
 	assert.Equal(t, int64(1000*1000), ns[0], "input left unsorted")
+}
+
+// Targets are read from the right rows and judged in the right direction;
+// a target whose figures are missing is left out.
+func TestTargets(t *testing.T) {
+	lat := func(p50s ...float64) []Figures {
+		var fs []Figures
+		for _, v := range p50s {
+			fs = append(fs, Figures{P50: v, P99: 2 * v})
+		}
+		return fs
+	}
+	rep := Report{Placements: []PlacementReport{{Name: placePin00, Sections: []SectionReport{
+		{Key: "oneway", Rows: []RowReport{
+			{Size: 64, Contenders: []ContenderReport{
+				{Name: "gwipc dispatch copy", Ratios: []Ratio{{Family: familyUDS, Median: 0.8, Spread: 0.1}}},
+				{Name: "gwipc dispatch loan", Passes: lat(10, 20, 10)},
+			}},
+			{Size: mib, Contenders: []ContenderReport{
+				{Name: "gwipc dispatch loan", Passes: lat(15, 20, 30)}, // 1.5, 1, 3 times 64 B's
+			}},
+		}},
+		{Key: "rate", Throughput: true, Rows: []RowReport{{Size: 64, Contenders: []ContenderReport{
+			{Name: "gwipc dispatch", Ratios: []Ratio{{Family: familyZMQ, Median: 1.1}}},
+		}}}},
+		{Key: "rtt", Rows: []RowReport{{Size: 64, Contenders: []ContenderReport{
+			{Name: "gwipc dispatch", Ratios: []Ratio{{Family: familyUDS, Median: 1.2}}},
+		}}}},
+	}}}}
+	got := map[string]Target{}
+	for _, tg := range rep.targets() {
+		got[tg.Goal] = tg
+	}
+	require.Len(t, got, 4, "%+v", got)
+	assert.True(t, got["event one-way 64 B p50, parked"].Met, "0.8 ≤ 0.9")
+	self := got["event one-way 1 MiB by loan p50 over 64 B's"]
+	assert.InDelta(t, 1.5, self.Ratio, 1e-9, "the median of the per-pass ratios")
+	assert.False(t, self.Met, "1.5 > 1.2")
+	assert.True(t, got["events/s 64 B"].Met, "1.1 ≥ 1.0 on one CPU")
+	assert.False(t, got["method round trip 64 B p50, parked"].Met, "1.2 > 1.0")
+
+	var b bytes.Buffer
+	rep.Targets = rep.targets()
+	rep.writeTargets(&b)
+	assert.Contains(t, b.String(), "targets (docs/PERFORMANCE.md): 2 of 4 met")
+	assert.Regexp(t, `method round trip 64 B p50, parked +pin00 +gwipc dispatch +uds +1\.20 ±0% +≤ 1\.0 +missed`, b.String())
 }

@@ -56,6 +56,7 @@ type Report struct {
 	Missing    map[string]string `json:"missing,omitempty"`            // baseline families that did not run, and why
 	Skipped    map[string]string `json:"skipped_placements,omitempty"` // placements that did not run, and why
 	Placements []PlacementReport `json:"placements"`
+	Targets    []Target          `json:"targets,omitempty"` // the goals of docs/PERFORMANCE.md, checked
 }
 
 // Machine describes where the report was made.
@@ -144,6 +145,7 @@ func newReport(o options, cpus []int, pls []placement, rows [][]*row, missing, s
 		}
 		rep.Placements = append(rep.Placements, pr)
 	}
+	rep.Targets = rep.targets()
 	return rep
 }
 
@@ -330,6 +332,7 @@ func (r *Report) WriteText(w io.Writer) error {
 			r.writeSection(&b, s)
 		}
 	}
+	r.writeTargets(&b)
 	_, err := w.Write(b.Bytes())
 	return err
 }
