@@ -27,6 +27,9 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import itertools
+import math
+import numbers
+import operator
 import os
 import sys
 import threading
@@ -434,8 +437,12 @@ def _trampoline(ctype: Any, slot: str, default: Any = None) -> Any:
 @destroy_cb
 def on_destroy(key: int | None) -> None:
     handler = registry.pop(key or 0, None)
-    if handler is not None:
-        handler.destroyed()
+    if handler is None or sys.is_finalizing():
+        return
+    try:
+        handler.destroyed()  # may run user code (a PendingCall's done callbacks)
+    except BaseException as exc:  # noqa: BLE001 - an exception must not escape into C
+        handler.fail(exc)
 
 
 # Refusing is the safe answer when an authorizer or a command handler raises.
@@ -472,13 +479,103 @@ def buffer_arg(data: Any) -> tuple[Any, int, Any]:
     return ctypes.addressof(arr), n, arr
 
 
-def usec(seconds: float | None) -> int:
-    """Seconds (None: forever) as the library's microseconds."""
-    if seconds is None:
+# ---- argument checks -------------------------------------------------------------
+#
+# ctypes converts a Python int to a C integer by masking it (70000 becomes
+# event 4464, -1 a size of 2**64-1, a huge timeout any value at all), raises
+# ctypes.ArgumentError for other types, and passes a str with a NUL cut
+# short. Every value from the caller goes through one of these first, so a
+# wrong one raises TypeError, or a ValueError that is also a GwipcError
+# (InvalidArgumentError, or the error the library gives for that kind of
+# value), never reaches C as something else.
+
+U16, U32, I32, U64 = (0, 0xFFFF), (0, 0xFFFFFFFF), (-(1 << 31), (1 << 31) - 1), (0, (1 << 64) - 1)
+_MAX_USEC = (1 << 63) - 1
+
+
+def integer(value: Any, what: str, bounds: tuple[int, int], code: int = -1) -> int:
+    """value as an int within bounds: TypeError for a non-integer (a float,
+    a str, None), else the error for ``code`` (InvalidArgumentError by
+    default; UnknownEventError, UnknownMethodError ...) when out of range."""
+    try:
+        v = operator.index(value)
+    except TypeError:
+        raise TypeError(f"{what} must be an int, not {type(value).__name__}") from None
+    lo, hi = bounds
+    if not lo <= v <= hi:
+        raise _errors.error(code, f"{what} {v} is out of range [{lo}, {hi}]")
+    return v
+
+
+def event_id(value: Any) -> int:
+    """An event id (uint16_t): UnknownEventError out of range."""
+    return integer(value, "event id", U16, -10)
+
+
+def method_id(value: Any) -> int:
+    """A method id (uint16_t): UnknownMethodError out of range."""
+    return integer(value, "method id", U16, -11)
+
+
+def cstr(value: Any, what: str) -> bytes:
+    """A str as the NUL-terminated UTF-8 the library copies: TypeError for
+    anything else, InvalidArgumentError for an embedded NUL (C would see
+    it cut short), UnicodeEncodeError (a ValueError) for lone surrogates."""
+    if not isinstance(value, str):
+        raise TypeError(f"{what} must be a str, not {type(value).__name__}")
+    b = value.encode()
+    if b"\0" in b:
+        raise _errors.error(-1, f"{what} contains a NUL character")
+    return b
+
+
+def cpath(value: Any, what: str = "path") -> bytes:
+    """A filesystem path (str, bytes or os.PathLike) for C."""
+    try:
+        b = os.fsencode(value)
+    except TypeError:
+        raise TypeError(f"{what} must be a str, bytes or os.PathLike, not {type(value).__name__}") from None
+    if not b or b"\0" in b:
+        raise _errors.error(-1, f"{what} {value!r} is empty or contains a NUL character")
+    return b
+
+
+def callback(value: Any, what: str) -> Any:
+    """value, if callable (TypeError otherwise, at registration rather than
+    at the first call)."""
+    if not callable(value):
+        raise TypeError(f"{what} must be callable, not {type(value).__name__}")
+    return value
+
+
+def seconds(value: Any, what: str = "timeout") -> float | None:
+    """A duration in seconds (None or infinity: no limit). TypeError for a
+    non-number, ValueError for a negative one or NaN."""
+    if value is None:
+        return None
+    if not isinstance(value, numbers.Real):
+        raise TypeError(f"{what} must be a number of seconds or None, not {type(value).__name__}")
+    try:
+        v = float(value)
+    except OverflowError:  # an int too large for a float: longer than any limit
+        v = math.inf
+    if v != v:
+        raise ValueError(f"{what} cannot be NaN")
+    if v < 0:
+        raise ValueError(f"a {what} cannot be negative (use None for no limit)")
+    return None if v == math.inf else v
+
+
+def usec(value: float | None, what: str = "timeout") -> int:
+    """Seconds (None or infinity: forever) as the library's microseconds;
+    a duration too long for int64_t microseconds is forever too."""
+    s = seconds(value, what)
+    if s is None:
         return FOREVER
-    if seconds < 0:
-        raise ValueError("a timeout cannot be negative (use None for no limit)")
-    return max(1, round(seconds * 1e6)) if seconds > 0 else 0
+    if s == 0:
+        return 0
+    us = s * 1e6
+    return FOREVER if us >= _MAX_USEC else max(1, round(us))
 
 
 def text(b: bytes | None) -> str:

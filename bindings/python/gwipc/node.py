@@ -12,12 +12,11 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from . import _errors, _lib
-from ._types import Action, FindEvent, Limits, LogLevel, PeerInfo, Pool, Rule, ServiceID
+from ._types import Action, FindEvent, Geometry, Limits, LogLevel, PeerInfo, Pool, PoolKind, Rule, ServiceID
 
 if TYPE_CHECKING:
     from .offer import Offer
     from .proxy import Proxy
-    from ._types import Geometry
 
 # The longest one wait (a dispatch waiting inside the library, or a waiter
 # sleeping while another thread drives the node) lasts: it bounds how late
@@ -144,15 +143,17 @@ class Node(Owned):
         """
         def setup(node: Node, cfg: Any, lib: Any) -> None:
             for uid in allow_uids:
-                lib.gwipc_config_allow_uid(cfg, uid)
+                lib.gwipc_config_allow_uid(cfg, _lib.integer(uid, "uid", _lib.U32))
             for gid in allow_gids:
-                lib.gwipc_config_allow_gid(cfg, gid)
+                lib.gwipc_config_allow_gid(cfg, _lib.integer(gid, "gid", _lib.U32))
             if socket_mode is not None:
-                lib.gwipc_config_set_socket_mode(cfg, socket_mode)
+                lib.gwipc_config_set_socket_mode(cfg, _lib.integer(socket_mode, "socket_mode", _lib.U32))
             if max_peers is not None:
-                lib.gwipc_config_set_max_peers(cfg, *max_peers)
+                peers, handshakes = _pair(max_peers, "max_peers")
+                lib.gwipc_config_set_max_peers(cfg, _lib.integer(peers, "max_peers", _lib.U32),
+                                               _lib.integer(handshakes, "max_peers handshakes", _lib.U32))
             if authorize is not None:
-                node._authorizer = authorize
+                node._authorizer = _lib.callback(authorize, "authorize")
                 lib.gwipc_config_set_authorize(cfg, _lib.on_authorize, node._key, _lib.on_destroy)
         return cls._create("gwipc_node_listen", path, setup, common)
 
@@ -167,17 +168,25 @@ class Node(Owned):
         Shared options: :meth:`_configure`."""
         def setup(node: Node, cfg: Any, lib: Any) -> None:
             for uid in listener_uids:
-                lib.gwipc_config_require_listener_uid(cfg, uid)
+                lib.gwipc_config_require_listener_uid(cfg, _lib.integer(uid, "listener uid", _lib.U32))
             for p in pools:
-                lib.gwipc_config_add_pool(cfg, p.service.encode(), p.instance.encode(), int(p.kind),
+                if not isinstance(p, Pool):
+                    raise TypeError(f"pools must hold gwipc.Pool, not {type(p).__name__}")
+                if not isinstance(p.geometry, Geometry):
+                    raise TypeError(f"Pool.geometry must be a gwipc.Geometry, not {type(p.geometry).__name__}")
+                lib.gwipc_config_add_pool(cfg, _lib.cstr(p.service, "pool service"),
+                                          _lib.cstr(p.instance, "pool instance"), int(PoolKind(p.kind)),
                                           p.geometry._c())
             if reconnect is not None:
-                lib.gwipc_config_set_reconnect(cfg, _lib.usec(reconnect[0]), _lib.usec(reconnect[1]))
+                lo, hi = _pair(reconnect, "reconnect")
+                lib.gwipc_config_set_reconnect(cfg, _lib.usec(lo, "reconnect minimum"),
+                                               _lib.usec(hi, "reconnect maximum"))
         return cls._create("gwipc_node_dial", path, setup, common)
 
     @classmethod
     def _create(cls, open_fn: str, path: str, setup: Callable[["Node", Any, Any], None],
                 common: dict[str, Any]) -> "Node":
+        c_path = _lib.cpath(path)
         lib = _lib.lib()
         _lib.guard()
         node = object.__new__(cls)
@@ -188,7 +197,7 @@ class Node(Owned):
             node._configure(cfg, lib, **common)
             setup(node, cfg, lib)
             h, err = _lib.NodeP(), _lib.gwipc_error()
-            getattr(lib, open_fn)(str(path).encode(), cfg, ctypes.byref(h), err)
+            getattr(lib, open_fn)(c_path, cfg, ctypes.byref(h), err)
         finally:
             lib.gwipc_config_free(cfg)
         node._own(h, lib.gwipc_node_close)
@@ -232,30 +241,38 @@ class Node(Owned):
         ``log_level`` and above, inside dispatch).
         """
         if name:
-            lib.gwipc_config_set_name(cfg, name.encode())
+            lib.gwipc_config_set_name(cfg, _lib.cstr(name, "name"))
         if status_path is not None:
-            lib.gwipc_config_set_status_path(cfg, str(status_path).encode(), status_mode)
+            lib.gwipc_config_set_status_path(cfg, _lib.cpath(status_path, "status_path"),
+                                             _lib.integer(status_mode, "status_mode", _lib.U32))
         for r in rules:
             lib.gwipc_config_add_rule(cfg, _rule(r))
         if limits is not None:
-            lim = _lib.sized(_lib.gwipc_limits, services=limits.services, subscriptions=limits.subscriptions,
-                             pending_calls=limits.pending_calls, find_elements=limits.find_elements,
-                             pool_slots=limits.pool_slots, pool_bytes=limits.pool_bytes,
-                             mapped_bytes=limits.mapped_bytes)
-            lib.gwipc_config_set_limits(cfg, lim)
+            if not isinstance(limits, Limits):
+                raise TypeError(f"limits must be a gwipc.Limits, not {type(limits).__name__}")
+            u32 = {f: _lib.integer(getattr(limits, f), f"limits.{f}", _lib.U32)
+                   for f in ("services", "subscriptions", "pending_calls", "find_elements", "pool_slots")}
+            u64 = {f: _lib.integer(getattr(limits, f), f"limits.{f}", _lib.U64) for f in ("pool_bytes", "mapped_bytes")}
+            lib.gwipc_config_set_limits(cfg, _lib.sized(_lib.gwipc_limits, **u32, **u64))
         if max_packet is not None:
-            lib.gwipc_config_set_max_packet(cfg, max_packet)
+            lib.gwipc_config_set_max_packet(cfg, _lib.integer(max_packet, "max_packet", _lib.U32))
         if handshake_timeout is not None:
-            lib.gwipc_config_set_handshake_timeout(cfg, _lib.usec(handshake_timeout))
+            lib.gwipc_config_set_handshake_timeout(cfg, _lib.usec(handshake_timeout, "handshake_timeout"))
         if max_output is not None:
-            lib.gwipc_config_set_max_output(cfg, max_output)
+            lib.gwipc_config_set_max_output(cfg, _lib.integer(max_output, "max_output", _lib.U64))
         if on_peer_connected is not None or on_peer_disconnected is not None:
-            self._on_connected, self._on_disconnected = on_peer_connected, on_peer_disconnected
+            self._on_connected = None if on_peer_connected is None else _lib.callback(on_peer_connected,
+                                                                                      "on_peer_connected")
+            self._on_disconnected = None if on_peer_disconnected is None else _lib.callback(
+                on_peer_disconnected, "on_peer_disconnected")
             lib.gwipc_config_set_peer_callbacks(cfg, _lib.on_peer_connected, _lib.on_peer_disconnected,
                                                 self._key, _lib.on_destroy)
         if logger is not None:
-            self._logger = logger
-            lib.gwipc_config_set_log_callback(cfg, int(log_level), _lib.on_log, self._key, _lib.on_destroy)
+            if not isinstance(logger, (logging.Logger, logging.LoggerAdapter)):
+                raise TypeError(f"logger must be a logging.Logger, not {type(logger).__name__}")
+            self._logger = logger  # type: ignore[assignment]
+            lib.gwipc_config_set_log_callback(cfg, _lib.integer(log_level, "log_level", _lib.I32), _lib.on_log,
+                                              self._key, _lib.on_destroy)
 
     # ---- callbacks of the node itself (see _lib's trampolines) -------------
 
@@ -340,6 +357,7 @@ class Node(Owned):
     def call_soon(self, fn: Callable[[], Any]) -> None:
         """Runs ``fn()`` inside the next dispatch, on the loop's thread (not
         at all if the node closes first). Safe from any thread."""
+        _lib.callback(fn, "fn")
         h = self._handle()
         posted = _Posted(self, fn)
         try:
@@ -456,17 +474,19 @@ class Node(Owned):
         ``"*"``): ``callback(FindEvent)`` for each appearing and vanishing
         instance. Instances already known are reported in the next
         dispatch."""
-        return Finder(self, interface, major, min_minor, instance, callback)
+        return Finder(self, interface, major, min_minor, instance, _lib.callback(callback, "callback"))
 
     def handle_command(self, name: str, handler: Callable[[bytes], "bytes | str | None"]) -> None:
         """Serves ``name`` on the status endpoint (needs ``status_path``):
         ``handler(request) -> response`` runs inside dispatch. An exception
         fails the request (the client gets no response) and is re-raised
         from dispatch."""
+        c_name = _lib.cstr(name, "command name")
+        _lib.callback(handler, "handler")
         h = self._handle()
         cmd = _Command(self, handler)
         try:
-            _lib.lib().gwipc_node_handle_command(h, name.encode(), _lib.on_command, cmd.key, _lib.on_destroy)
+            _lib.lib().gwipc_node_handle_command(h, c_name, _lib.on_command, cmd.key, _lib.on_destroy)
         except BaseException:
             cmd.destroyed()
             raise
@@ -496,12 +516,16 @@ class Node(Owned):
         """Closes the node after flushing withdrawals and goodbyes to the
         peers, waiting up to ``timeout`` seconds (it closes in any case;
         :class:`gwipc.TimeoutError` if the flush did not finish)."""
+        wait = _lib.usec(timeout)
         h = self._handle()
+        if self._loop_thread == threading.get_ident():
+            raise _errors.error(-6, "Node.shutdown from a callback of the same node would never finish: "
+                                    "use close()")
         self._finalizer.detach()
         assert self._box is not None
         self._box.closed = True
         self._children.clear()
-        _lib.lib().gwipc_node_shutdown(h, _lib.usec(timeout))
+        _lib.lib().gwipc_node_shutdown(h, wait)
 
     def __repr__(self) -> str:
         return f"<gwipc.Node fd={getattr(self, '_fd', None)}{' closed' if self._closed else ''}>"
@@ -516,8 +540,10 @@ class Finder(Child):
         self._key = _lib.register(self)
         lib = _lib.lib()
         h = _lib.FinderP()
-        lib.gwipc_node_find(node._handle(), interface.encode(), major, min_minor, instance.encode(),
-                            _lib.on_find, self._key, _lib.on_destroy, ctypes.byref(h))
+        lib.gwipc_node_find(node._handle(), _lib.cstr(interface, "interface"),
+                            _lib.integer(major, "major", _lib.U16), _lib.integer(min_minor, "min_minor", _lib.U16),
+                            _lib.cstr(instance, "instance"), _lib.on_find, self._key, _lib.on_destroy,
+                            ctypes.byref(h))
         self._adopt(node, h, lib.gwipc_finder_close)
 
     def find(self, finder: Any, ev: Any) -> None:
@@ -561,14 +587,28 @@ class _Posted(_Handler):
 
 
 def _rule(r: Rule) -> Any:
-    uids = (ctypes.c_uint32 * len(r.uids))(*r.uids)
-    gids = (ctypes.c_uint32 * len(r.gids))(*r.gids)
-    c = _lib.sized(_lib.gwipc_rule, service=r.service.encode(), instance=r.instance.encode(),
-                   actions=int(Action(r.actions)), n_uids=len(r.uids), n_gids=len(r.gids), deny=int(r.deny))
+    if not isinstance(r, Rule):
+        raise TypeError(f"rules must hold gwipc.Rule, not {type(r).__name__}")
+    uid_list = [_lib.integer(u, "rule uid", _lib.U32) for u in r.uids]
+    gid_list = [_lib.integer(g, "rule gid", _lib.U32) for g in r.gids]
+    uids = (ctypes.c_uint32 * len(uid_list))(*uid_list)
+    gids = (ctypes.c_uint32 * len(gid_list))(*gid_list)
+    c = _lib.sized(_lib.gwipc_rule, service=_lib.cstr(r.service, "rule service"),
+                   instance=_lib.cstr(r.instance, "rule instance"), actions=int(Action(r.actions)),
+                   n_uids=len(uid_list), n_gids=len(gid_list), deny=int(bool(r.deny)))
     c.uids = ctypes.cast(uids, ctypes.POINTER(ctypes.c_uint32))
     c.gids = ctypes.cast(gids, ctypes.POINTER(ctypes.c_uint32))
     c._keep = (uids, gids)
     return c
+
+
+def _pair(value: Any, what: str) -> tuple[Any, Any]:
+    """A two-element option ((min, max), (peers, handshakes))."""
+    try:
+        first, second = value
+    except (TypeError, ValueError):
+        raise TypeError(f"{what} must be a pair, not {value!r}") from None
+    return first, second
 
 
 def _write_reason(buf: Any, cap: int, reason: str) -> None:
@@ -579,9 +619,9 @@ def _write_reason(buf: Any, cap: int, reason: str) -> None:
 
 
 def _deadline(timeout: float | None) -> float | None:
-    if timeout is not None and timeout < 0:
-        raise ValueError("a timeout cannot be negative (use None for no limit)")
-    return None if timeout is None else time.monotonic() + timeout
+    """The monotonic deadline of a timeout (None: none; see _lib.seconds)."""
+    t = _lib.seconds(timeout)
+    return None if t is None else time.monotonic() + t
 
 
 def _remaining(deadline: float | None) -> float | None:

@@ -43,16 +43,25 @@ class Offer(Child):
                 on_call: Callable[["Call"], Any] | None, on_cancel: Callable[["Call"], Any] | None,
                 on_subscription: Callable[[int, bool], Any] | None,
                 on_update_request: Callable[[int], Any] | None) -> "Offer":
+        c_service = ServiceID._check(service)._c()
+        for cb, what in ((on_call, "on_call"), (on_cancel, "on_cancel"), (on_subscription, "on_subscription"),
+                         (on_update_request, "on_update_request")):
+            if cb is not None:
+                _lib.callback(cb, what)
+        field_ids = [_lib.integer(f, "field event id", _lib.U16) for f in fields]
         self = object.__new__(cls)
         self.service = service
         self._on_call, self._on_cancel = on_call, on_cancel
         self._on_subscription, self._on_update_request = on_subscription, on_update_request
-        key = _lib.register(self)
-        c_fields = (ctypes.c_uint16 * len(fields))(*fields)
-        params = _lib.sized(_lib.gwipc_offer_params, events=events, methods=methods,
-                            fields=ctypes.cast(c_fields, ctypes.POINTER(ctypes.c_uint16)), n_fields=len(fields),
+        c_fields = (ctypes.c_uint16 * len(field_ids))(*field_ids)
+        params = _lib.sized(_lib.gwipc_offer_params, events=_lib.integer(events, "events", _lib.U16),
+                            methods=_lib.integer(methods, "methods", _lib.U16),
+                            fields=ctypes.cast(c_fields, ctypes.POINTER(ctypes.c_uint16)), n_fields=len(field_ids),
                             geometry=c_geometry(geometry), reply_geometry=c_geometry(reply_geometry),
-                            subscriber_slots=subscriber_slots, userdata=key, destroy=_lib.on_destroy)
+                            subscriber_slots=_lib.integer(subscriber_slots, "subscriber_slots", _lib.U32),
+                            destroy=_lib.on_destroy)
+        key = _lib.register(self)
+        params.userdata = key
         if on_call is not None:
             params.on_call = _lib.on_call
         if on_cancel is not None:
@@ -63,7 +72,7 @@ class Offer(Child):
             params.on_update_request = _lib.on_update_request
         lib = _lib.lib()
         h, err = _lib.OfferP(), _lib.gwipc_error()
-        lib.gwipc_node_offer(node._handle(), service._c(), params, ctypes.byref(h), err)
+        lib.gwipc_node_offer(node._handle(), c_service, params, ctypes.byref(h), err)
         self._adopt(node, h, lib.gwipc_offer_close)
         return self
 
@@ -73,6 +82,8 @@ class Offer(Child):
         seconds to wait for a free slot (None: no limit), else
         :class:`gwipc.NoSlotError`. Other errors: TooLargeError,
         UnknownEventError, ClosedError."""
+        event = _lib.event_id(event)
+        _lib.seconds(wait, "wait")
         ptr, n, keep = _lib.buffer_arg(data)
         lib = _lib.lib()
         self._node._retry_noslot(lambda: lib.gwipc_offer_publish(self._handle(), event, ptr, n, 0), wait)
@@ -81,6 +92,8 @@ class Offer(Child):
     def loan(self, event: int, *, wait: float | None = 0.0) -> "Loan":
         """Lends a free slot for writing ``event`` in place (zero copy):
         write into :attr:`Loan.buffer`, then :meth:`Loan.publish`."""
+        event = _lib.event_id(event)
+        _lib.seconds(wait, "wait")
         loan = _lib.sized(_lib.gwipc_loan)
         lib = _lib.lib()
         self._node._retry_noslot(lambda: lib.gwipc_offer_loan(self._handle(), event, 0, loan), wait)
@@ -93,14 +106,16 @@ class Offer(Child):
         assert self._on_call is not None
         try:
             out = self._on_call(call)
+            if out is not None and not call.fire_and_forget:
+                call.reply(out)  # a reply that is no buffer, or does not fit, fails the call below
         except _errors.exception_class(-23) as exc:
-            call._answer_quietly(exc.app_code, getattr(exc, "data", b""))
+            code = exc.app_code
+            ok = isinstance(code, int) and _lib.I32[0] <= code <= _lib.I32[1]
+            call._answer_quietly(code if ok else HANDLER_FAILED, getattr(exc, "data", b""))
             return
         except BaseException as exc:
             call._answer_quietly(HANDLER_FAILED, f"the handler raised {type(exc).__name__}".encode())
             raise
-        if out is not None and not call.fire_and_forget:
-            call.reply(out)
 
     def cancel(self, offer: Any, c_call: Any) -> None:
         assert self._on_cancel is not None
@@ -157,6 +172,7 @@ class Call:
     def fail(self, app_code: int, data: Any = b"") -> bool:
         """Answers with an application error (the caller gets
         :class:`gwipc.AppError` with this ``app_code`` and ``data``)."""
+        app_code = _lib.integer(app_code, "app_code", _lib.I32)
         ptr, n, keep = _lib.buffer_arg(data)
         return self._answer(lambda: _lib.lib().gwipc_call_fail(self._c, app_code, ptr, n))
 
@@ -171,12 +187,15 @@ class Call:
         self._answered = True
         return True
 
-    def _answer_quietly(self, app_code: int, data: bytes) -> None:
+    def _answer_quietly(self, app_code: int, data: Any) -> None:
         if not self.fire_and_forget and not self._answered:
             try:
                 self.fail(app_code, data)
-            except _errors.GwipcError:
-                pass
+            except (_errors.GwipcError, TypeError, ValueError):  # AppError data that is no buffer: without it
+                try:
+                    self.fail(app_code)
+                except _errors.GwipcError:
+                    pass
 
     def __repr__(self) -> str:
         return f"<gwipc.Call method={self.method} peer={self.peer} len={len(self.data)}>"
@@ -218,6 +237,7 @@ class Loan:
         self._weak: Any = None
         self._done = False
         self._finalizer = weakref.finalize(self, _discard, c_loan)
+        self._finalizer.atexit = False  # a view may be used after the exit handlers (see sample.py)
 
     @property
     def buffer(self) -> memoryview:
@@ -233,6 +253,7 @@ class Loan:
     def publish(self, n: int) -> None:
         """Publishes the first n bytes and ends the loan (ClosedError if
         the offer closed meanwhile: the loan ends too)."""
+        n = _lib.integer(n, "length", _lib.U64, -13)
         self._end(lambda: _lib.lib().gwipc_loan_publish(self._c, n))
 
     def discard(self) -> None:
