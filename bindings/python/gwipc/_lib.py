@@ -15,10 +15,10 @@ Callbacks: C holds only small integer keys (``userdata``). The
 trampolines below are module-level CFUNCTYPE objects, made once, so none
 can be collected while C holds it; each looks its key up in
 :data:`registry` (a weak map to the Python object that handles it, kept
-alive by the gwipc object it belongs to) and calls that object's method
+alive by the gwipc object it belongs to) and calls that object's private method
 for the slot. A key that is gone (destroyed, or its owner collected)
 makes the callback a no-op. Exceptions are caught here and handed to the
-handler's ``fail`` method (the node re-raises them from ``dispatch()``),
+handler's ``_cb_fail`` method (the node re-raises them from ``dispatch()``),
 and the safe value is returned to C.
 """
 
@@ -404,7 +404,8 @@ def loaded() -> bool:
 #: key -> the Python handler of a registration. Weak: the handler is owned
 #: by the gwipc object it belongs to (a node, offer, proxy ...). A handler
 #: has one method per slot it serves (the names given to _trampoline
-#: below), fail(exc) and destroyed().
+#: below), _cb_fail(exc) and _cb_destroyed(); all private (``_cb_*``), so no public method
+#: of a gwipc object is a trampoline slot a caller could call by mistake.
 registry: weakref.WeakValueDictionary[int, Any] = weakref.WeakValueDictionary()
 _keys = itertools.count(1)
 
@@ -423,7 +424,7 @@ def _invoke(key: int | None, slot: str, default: Any, *args: Any) -> Any:
     try:
         return getattr(handler, slot)(*args)
     except BaseException as exc:  # noqa: BLE001 - re-raised from dispatch()
-        handler.fail(exc)
+        handler._cb_fail(exc)
         return default
 
 
@@ -440,27 +441,27 @@ def on_destroy(key: int | None) -> None:
     if handler is None or sys.is_finalizing():
         return
     try:
-        handler.destroyed()  # may run user code (a PendingCall's done callbacks)
+        handler._cb_destroyed()  # may run user code (a PendingCall's done callbacks)
     except BaseException as exc:  # noqa: BLE001 - an exception must not escape into C
-        handler.fail(exc)
+        handler._cb_fail(exc)
 
 
 # Refusing is the safe answer when an authorizer or a command handler raises.
-on_peer_connected = _trampoline(peer_cb, "peer_connected")
-on_peer_disconnected = _trampoline(peer_gone_cb, "peer_disconnected")
-on_authorize = _trampoline(authorize_cb, "authorize", 1)
-on_log = _trampoline(log_cb, "log")
-on_post = _trampoline(post_cb, "posted")
-on_command = _trampoline(command_cb, "command", 1)
-on_subscribers = _trampoline(subscribers_cb, "subscribers")
-on_call = _trampoline(call_cb, "call")
-on_cancel = _trampoline(call_cb, "cancel")
-on_update_request = _trampoline(update_request_cb, "update_request")
-on_availability = _trampoline(availability_cb, "availability")
-on_suback = _trampoline(suback_cb, "suback")
-on_sample = _trampoline(sample_cb, "sample")
-on_reply = _trampoline(reply_cb, "reply")
-on_find = _trampoline(find_cb, "find")
+on_peer_connected = _trampoline(peer_cb, "_cb_peer_connected")
+on_peer_disconnected = _trampoline(peer_gone_cb, "_cb_peer_disconnected")
+on_authorize = _trampoline(authorize_cb, "_cb_authorize", 1)
+on_log = _trampoline(log_cb, "_cb_log")
+on_post = _trampoline(post_cb, "_cb_posted")
+on_command = _trampoline(command_cb, "_cb_command", 1)
+on_subscribers = _trampoline(subscribers_cb, "_cb_subscribers")
+on_call = _trampoline(call_cb, "_cb_call")
+on_cancel = _trampoline(call_cb, "_cb_cancel")
+on_update_request = _trampoline(update_request_cb, "_cb_update_request")
+on_availability = _trampoline(availability_cb, "_cb_availability")
+on_suback = _trampoline(suback_cb, "_cb_suback")
+on_sample = _trampoline(sample_cb, "_cb_sample")
+on_reply = _trampoline(reply_cb, "_cb_reply")
+on_find = _trampoline(find_cb, "_cb_find")
 
 
 def buffer_arg(data: Any) -> tuple[Any, int, Any]:

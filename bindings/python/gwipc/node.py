@@ -9,7 +9,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from . import _errors, _lib
 from ._types import Action, FindEvent, Geometry, Limits, LogLevel, PeerInfo, Pool, PoolKind, Rule, ServiceID
@@ -22,6 +22,8 @@ if TYPE_CHECKING:
 # sleeping while another thread drives the node) lasts: it bounds how late
 # Ctrl-C, a stop() from another thread or a closed node is noticed.
 _SLICE = 0.1
+
+_O = TypeVar("_O", bound="Owned")
 
 Authorizer = Callable[[PeerInfo], "bool | str | None"]
 
@@ -73,7 +75,13 @@ class Owned:
         assert self._box is not None
         return self._box.handle
 
-    def __enter__(self) -> Any:
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        # copy.copy() would duplicate the state that says which memory is
+        # still valid (a copy made in the handler read the slot after it),
+        # and pickle cannot carry it to another process.
+        raise TypeError(f"gwipc.{type(self).__name__} objects cannot be copied or pickled")
+
+    def __enter__(self: _O) -> _O:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -103,10 +111,10 @@ class Child(Owned):
         super().close()
         self._node._children.discard(self)
 
-    def fail(self, exc: BaseException) -> None:
-        self._node.fail(exc)
+    def _cb_fail(self, exc: BaseException) -> None:
+        self._node._cb_fail(exc)
 
-    def destroyed(self) -> None:
+    def _cb_destroyed(self) -> None:
         """The registration ended (its last callback ran)."""
 
 
@@ -276,21 +284,21 @@ class Node(Owned):
 
     # ---- callbacks of the node itself (see _lib's trampolines) -------------
 
-    def fail(self, exc: BaseException) -> None:
+    def _cb_fail(self, exc: BaseException) -> None:
         self._errors.append(exc)
 
-    def destroyed(self) -> None:
+    def _cb_destroyed(self) -> None:
         pass
 
-    def peer_connected(self, node: Any, peer: Any) -> None:
+    def _cb_peer_connected(self, node: Any, peer: Any) -> None:
         if self._on_connected is not None:
             self._on_connected(PeerInfo._from_c(peer.contents))
 
-    def peer_disconnected(self, node: Any, peer: Any, why: Any) -> None:
+    def _cb_peer_disconnected(self, node: Any, peer: Any, why: Any) -> None:
         if self._on_disconnected is not None:
             self._on_disconnected(PeerInfo._from_c(peer.contents), _lib.raise_for(why.contents) if why else None)
 
-    def authorize(self, peer: Any, reason: Any, cap: int) -> int:
+    def _cb_authorize(self, peer: Any, reason: Any, cap: int) -> int:
         assert self._authorizer is not None
         try:
             verdict = self._authorizer(PeerInfo._from_c(peer.contents))
@@ -302,7 +310,7 @@ class Node(Owned):
         _write_reason(reason, cap, verdict if isinstance(verdict, str) else "refused by the authorizer")
         return 1
 
-    def log(self, level: int, line: bytes) -> None:
+    def _cb_log(self, level: int, line: bytes) -> None:
         if self._logger is not None:
             self._logger.log(max(logging.DEBUG, 20 + level * 5 // 2), "%s", _lib.text(line))
 
@@ -363,7 +371,7 @@ class Node(Owned):
         try:
             _lib.lib().gwipc_node_post(h, _lib.on_post, posted.key, _lib.on_destroy)
         except BaseException:
-            posted.destroyed()
+            posted._cb_destroyed()
             raise
 
     def _enter(self) -> None:
@@ -474,7 +482,7 @@ class Node(Owned):
         ``"*"``): ``callback(FindEvent)`` for each appearing and vanishing
         instance. Instances already known are reported in the next
         dispatch."""
-        return Finder(self, interface, major, min_minor, instance, _lib.callback(callback, "callback"))
+        return Finder._create(self, interface, major, min_minor, instance, _lib.callback(callback, "callback"))
 
     def handle_command(self, name: str, handler: Callable[[bytes], "bytes | str | None"]) -> None:
         """Serves ``name`` on the status endpoint (needs ``status_path``):
@@ -488,7 +496,7 @@ class Node(Owned):
         try:
             _lib.lib().gwipc_node_handle_command(h, c_name, _lib.on_command, cmd.key, _lib.on_destroy)
         except BaseException:
-            cmd.destroyed()
+            cmd._cb_destroyed()
             raise
 
     def status(self) -> dict[str, Any]:
@@ -534,8 +542,13 @@ class Node(Owned):
 class Finder(Child):
     """A find watch (:meth:`Node.find`); :meth:`close` stops it."""
 
-    def __init__(self, node: Node, interface: str, major: int, min_minor: int, instance: str,
-                 callback: Callable[[FindEvent], Any]) -> None:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        raise TypeError(f"gwipc.{type(self).__name__} objects are made by gwipc, not by calling the class")
+
+    @classmethod
+    def _create(cls, node: Node, interface: str, major: int, min_minor: int, instance: str,
+                callback: Callable[[FindEvent], Any]) -> "Finder":
+        self = object.__new__(cls)
         self._callback = callback
         self._key = _lib.register(self)
         lib = _lib.lib()
@@ -545,8 +558,9 @@ class Finder(Child):
                             _lib.cstr(instance, "instance"), _lib.on_find, self._key, _lib.on_destroy,
                             ctypes.byref(h))
         self._adopt(node, h, lib.gwipc_finder_close)
+        return self
 
-    def find(self, finder: Any, ev: Any) -> None:
+    def _cb_find(self, finder: Any, ev: Any) -> None:
         e = ev.contents
         self._callback(FindEvent(ServiceID._from_c(e.service), e.peer, bool(e.available)))
 
@@ -560,17 +574,17 @@ class _Handler:
         self.key = _lib.register(self)
         node._handlers[self.key] = self
 
-    def fail(self, exc: BaseException) -> None:
-        self.node.fail(exc)
+    def _cb_fail(self, exc: BaseException) -> None:
+        self.node._cb_fail(exc)
 
-    def destroyed(self) -> None:
+    def _cb_destroyed(self) -> None:
         self.node._handlers.pop(self.key, None)
 
 
 class _Command(_Handler):
     """The handler of one status-endpoint command."""
 
-    def command(self, request: Any, n: int, writer: Any) -> int:
+    def _cb_command(self, request: Any, n: int, writer: Any) -> int:
         out = self.fn(ctypes.string_at(request, n) if n else b"")
         if out:
             ptr, length, keep = _lib.buffer_arg(out.encode() if isinstance(out, str) else out)
@@ -582,7 +596,7 @@ class _Command(_Handler):
 class _Posted(_Handler):
     """A function posted with :meth:`Node.call_soon`."""
 
-    def posted(self) -> None:
+    def _cb_posted(self) -> None:
         self.fn()
 
 

@@ -37,6 +37,9 @@ class Offer(Child):
       and none is cached: publish it.
     """
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        raise TypeError(f"gwipc.{type(self).__name__} objects are made by gwipc, not by calling the class")
+
     @classmethod
     def _create(cls, node: Node, service: ServiceID, *, events: int, methods: int, fields: tuple[int, ...],
                 geometry: Geometry | None, reply_geometry: Geometry | None, subscriber_slots: int,
@@ -97,12 +100,12 @@ class Offer(Child):
         loan = _lib.sized(_lib.gwipc_loan)
         lib = _lib.lib()
         self._node._retry_noslot(lambda: lib.gwipc_offer_loan(self._handle(), event, 0, loan), wait)
-        return Loan(self, loan)
+        return Loan._make(self, loan)
 
     # ---- callbacks (see _lib's trampolines) ---------------------------------
 
-    def call(self, offer: Any, c_call: Any) -> None:
-        call = Call(c_call)
+    def _cb_call(self, offer: Any, c_call: Any) -> None:
+        call = Call._make(c_call)
         assert self._on_call is not None
         try:
             out = self._on_call(call)
@@ -117,15 +120,15 @@ class Offer(Child):
             call._answer_quietly(HANDLER_FAILED, f"the handler raised {type(exc).__name__}".encode())
             raise
 
-    def cancel(self, offer: Any, c_call: Any) -> None:
+    def _cb_cancel(self, offer: Any, c_call: Any) -> None:
         assert self._on_cancel is not None
-        self._on_cancel(Call(c_call))
+        self._on_cancel(Call._make(c_call))
 
-    def subscribers(self, offer: Any, event: int, subscribed: int) -> None:
+    def _cb_subscribers(self, offer: Any, event: int, subscribed: int) -> None:
         assert self._on_subscription is not None
         self._on_subscription(event, bool(subscribed))
 
-    def update_request(self, offer: Any, event: int) -> None:
+    def _cb_update_request(self, offer: Any, event: int) -> None:
         assert self._on_update_request is not None
         self._on_update_request(event)
 
@@ -144,7 +147,22 @@ class Call:
 
     __slots__ = ("method", "peer", "fire_and_forget", "data", "_c", "_answered")
 
-    def __init__(self, borrowed: Any) -> None:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        raise TypeError(f"gwipc.{type(self).__name__} objects are made by gwipc, not by calling the class")
+
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        # copy.copy() would duplicate the state that says which memory is
+        # still valid (a copy made in the handler read the slot after it),
+        # and pickle cannot carry it to another process.
+        raise TypeError(f"gwipc.{type(self).__name__} objects cannot be copied or pickled")
+
+    @classmethod
+    def _make(cls, borrowed: Any) -> "Call":
+        self = object.__new__(cls)
+        self._init(borrowed)
+        return self
+
+    def _init(self, borrowed: Any) -> None:
         c = _lib.gwipc_call.from_buffer_copy(borrowed.contents)
         self.method: int = c.method
         self.peer: int = c.peer
@@ -160,6 +178,7 @@ class Call:
 
     @property
     def answered(self) -> bool:
+        """True once replied to or failed (or the caller stopped waiting)."""
         return self._answered
 
     def reply(self, data: Any = b"") -> bool:
@@ -229,7 +248,22 @@ class Loan:
     is discarded.
     """
 
-    def __init__(self, offer: Offer, c_loan: Any) -> None:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        raise TypeError(f"gwipc.{type(self).__name__} objects are made by gwipc, not by calling the class")
+
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        # copy.copy() would duplicate the state that says which memory is
+        # still valid (a copy made in the handler read the slot after it),
+        # and pickle cannot carry it to another process.
+        raise TypeError(f"gwipc.{type(self).__name__} objects cannot be copied or pickled")
+
+    @classmethod
+    def _make(cls, offer: Offer, c_loan: Any) -> "Loan":
+        self = object.__new__(cls)
+        self._init(offer, c_loan)
+        return self
+
+    def _init(self, offer: Offer, c_loan: Any) -> None:
         self._offer = offer
         self._c = c_loan
         self.event: int = c_loan.event
@@ -263,6 +297,7 @@ class Loan:
 
     @property
     def done(self) -> bool:
+        """True once published or discarded (the buffer is gone)."""
         return self._done
 
     def _end(self, fn: Callable[[], int]) -> None:

@@ -23,6 +23,9 @@ class Proxy(Child):
     unknown event ...). Subscriptions are kept across loss and rebinding.
     """
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        raise TypeError(f"gwipc.{type(self).__name__} objects are made by gwipc, not by calling the class")
+
     @classmethod
     def _create(cls, node: Node, service: ServiceID, on_availability: Callable[[bool], Any] | None,
                 on_subscription: Callable[[int, int], Any] | None, call_geometry: Geometry | None) -> "Proxy":
@@ -143,7 +146,7 @@ class Proxy(Child):
         if callback is not None:
             _lib.callback(callback, "callback")
         ptr, n, keep = _lib.buffer_arg(data)
-        pending = PendingCall(self, callback)
+        pending = PendingCall._make(self, callback)
         call_id = ctypes.c_uint64()
         try:
             _lib.lib().gwipc_proxy_call_async(self._handle(), method, ptr, n, wait, _lib.on_reply,
@@ -156,7 +159,7 @@ class Proxy(Child):
 
     # ---- callbacks (see _lib's trampolines) ---------------------------------
 
-    def availability(self, proxy: Any, available: int) -> None:
+    def _cb_availability(self, proxy: Any, available: int) -> None:
         up = bool(available)
         waiters, self._availability_waiters = self._availability_waiters, []
         for w in waiters:
@@ -164,7 +167,7 @@ class Proxy(Child):
         if self._on_availability is not None:
             self._on_availability(up)
 
-    def suback(self, proxy: Any, event: int, status: int) -> None:
+    def _cb_suback(self, proxy: Any, event: int, status: int) -> None:
         if self._on_subscription is not None:
             self._on_subscription(event, status)
 
@@ -187,17 +190,17 @@ class _Subscription:
         self.proxy, self.handler = proxy, handler
         self.key = _lib.register(self)
 
-    def sample(self, proxy: Any, borrowed: Any) -> None:
-        s = Sample(borrowed)
+    def _cb_sample(self, proxy: Any, borrowed: Any) -> None:
+        s = Sample._make(borrowed)
         try:
             self.handler(s)
         finally:
             s._delivered()
 
-    def fail(self, exc: BaseException) -> None:
-        self.proxy.fail(exc)
+    def _cb_fail(self, exc: BaseException) -> None:
+        self.proxy._cb_fail(exc)
 
-    def destroyed(self) -> None:
+    def _cb_destroyed(self) -> None:
         pass
 
 
@@ -209,7 +212,22 @@ class PendingCall:
     and ``await pending`` in asyncio code (cancelling the awaiting task
     cancels the call)."""
 
-    def __init__(self, proxy: Proxy, callback: Callable[["PendingCall"], Any] | None) -> None:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        raise TypeError(f"gwipc.{type(self).__name__} objects are made by gwipc, not by calling the class")
+
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        # copy.copy() would duplicate the state that says which memory is
+        # still valid (a copy made in the handler read the slot after it),
+        # and pickle cannot carry it to another process.
+        raise TypeError(f"gwipc.{type(self).__name__} objects cannot be copied or pickled")
+
+    @classmethod
+    def _make(cls, proxy: Proxy, callback: Callable[["PendingCall"], Any] | None) -> "PendingCall":
+        self = object.__new__(cls)
+        self._init(proxy, callback)
+        return self
+
+    def _init(self, proxy: Proxy, callback: Callable[["PendingCall"], Any] | None) -> None:
         self.proxy = proxy
         self.id = 0
         self._done = False
@@ -220,6 +238,8 @@ class PendingCall:
         proxy._pending.add(self)
 
     def done(self) -> bool:
+        """True once the call completed (replied, failed, timed out,
+        cancelled, or its node closed)."""
         return self._done
 
     def result(self, timeout: float | None = None) -> bytes:
@@ -231,6 +251,7 @@ class PendingCall:
         return self._reply
 
     def exception(self) -> BaseException | None:
+        """The call's error once done (None on success or while pending)."""
         return self._error
 
     def cancel(self) -> bool:
@@ -254,6 +275,8 @@ class PendingCall:
             self._callbacks.append(fn)
 
     def __await__(self) -> Generator[Any, None, bytes]:
+        """``await pending``: the reply (or the call's error), from a
+        coroutine whose loop drives the node (gwipc.aio.attach)."""
         import asyncio
 
         loop = asyncio.get_running_loop()
@@ -279,7 +302,7 @@ class PendingCall:
 
     # ---- callbacks (see _lib's trampolines) ---------------------------------
 
-    def reply(self, proxy: Any, call_id: int, reply: Any, err: Any) -> None:
+    def _cb_reply(self, proxy: Any, call_id: int, reply: Any, err: Any) -> None:
         data = b""
         if reply:
             r = reply.contents
@@ -293,12 +316,12 @@ class PendingCall:
             try:
                 fn(self)
             except BaseException as exc:  # noqa: BLE001 - re-raised from the dispatch
-                self.fail(exc)
+                self._cb_fail(exc)
 
-    def fail(self, exc: BaseException) -> None:
-        self.proxy.fail(exc)
+    def _cb_fail(self, exc: BaseException) -> None:
+        self.proxy._cb_fail(exc)
 
-    def destroyed(self) -> None:
+    def _cb_destroyed(self) -> None:
         self.proxy._pending.discard(self)
         if not self._done:  # the node closed first
             self._complete(b"", _errors.error(-4, "the node closed before the call completed"))

@@ -99,7 +99,22 @@ class Sample:
     __slots__ = ("event", "seq", "requested", "_addr", "_len", "_borrowed", "_hold", "_live", "_weak",
                  "_released", "__weakref__")
 
-    def __init__(self, borrowed: Any) -> None:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        raise TypeError(f"gwipc.{type(self).__name__} objects are made by gwipc, not by calling the class")
+
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        # copy.copy() would duplicate the state that says which memory is
+        # still valid (a copy made in the handler read the slot after it),
+        # and pickle cannot carry it to another process.
+        raise TypeError(f"gwipc.{type(self).__name__} objects cannot be copied or pickled")
+
+    @classmethod
+    def _make(cls, borrowed: Any) -> "Sample":
+        self = object.__new__(cls)
+        self._init(borrowed)
+        return self
+
+    def _init(self, borrowed: Any) -> None:
         s = borrowed.contents
         self.event: int = s.event
         self.seq: int = s.seq
@@ -152,6 +167,7 @@ class Sample:
 
     @property
     def kept(self) -> bool:
+        """True between keep() and release()."""
         return self._hold is not None
 
     def _current_hold(self) -> _SampleHold:
