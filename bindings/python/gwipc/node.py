@@ -260,7 +260,8 @@ class Node(Owned):
                 raise TypeError(f"limits must be a gwipc.Limits, not {type(limits).__name__}")
             u32 = {f: _lib.integer(getattr(limits, f), f"limits.{f}", _lib.U32)
                    for f in ("services", "subscriptions", "pending_calls", "find_elements", "pool_slots")}
-            u64 = {f: _lib.integer(getattr(limits, f), f"limits.{f}", _lib.U64) for f in ("pool_bytes", "mapped_bytes")}
+            u64 = {f: _lib.integer(getattr(limits, f), f"limits.{f}", _lib.U64)
+                   for f in ("pool_bytes", "mapped_bytes")}
             lib.gwipc_config_set_limits(cfg, _lib.sized(_lib.gwipc_limits, **u32, **u64))
         if max_packet is not None:
             lib.gwipc_config_set_max_packet(cfg, _lib.integer(max_packet, "max_packet", _lib.U32))

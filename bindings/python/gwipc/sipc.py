@@ -9,7 +9,8 @@ import os
 from . import _lib
 
 
-def query(path: str | bytes | os.PathLike[str], request: bytes | str = b"status", *, timeout: float | None = 10.0) -> bytes:
+def query(path: str | bytes | os.PathLike[str], request: bytes | str = b"status", *,
+          timeout: float | None = 10.0) -> bytes:
     """Sends ``request`` to the Simple-IPC server at ``path`` and returns
     the whole response, waiting up to ``timeout`` seconds (the GIL is
     released meanwhile). A node's endpoint answers ``ping``, ``version``,
