@@ -5,11 +5,12 @@ from __future__ import annotations
 import ctypes
 import json
 import logging
+import os
 import threading
 import time
 import weakref
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar, Union
 
 from . import _errors, _lib
 from ._types import Action, FindEvent, Geometry, Limits, LogLevel, PeerInfo, Pool, PoolKind, Rule, ServiceID
@@ -24,6 +25,9 @@ if TYPE_CHECKING:
 _SLICE = 0.1
 
 _O = TypeVar("_O", bound="Owned")
+
+#: A socket path: str, bytes or os.PathLike.
+Path_: TypeAlias = Union[str, bytes, "os.PathLike[str]"]
 
 Authorizer = Callable[[PeerInfo], "bool | str | None"]
 
@@ -135,7 +139,7 @@ class Node(Owned):
     # ---- creation -----------------------------------------------------
 
     @classmethod
-    def listen(cls, path: str, *, allow_uids: Iterable[int] = (), allow_gids: Iterable[int] = (),
+    def listen(cls, path: Path_, *, allow_uids: Iterable[int] = (), allow_gids: Iterable[int] = (),
                authorize: Authorizer | None = None, socket_mode: int | None = None,
                max_peers: tuple[int, int] | None = None, **common: Any) -> "Node":
         """A node accepting peers on a socket at ``path``.
@@ -166,7 +170,7 @@ class Node(Owned):
         return cls._create("gwipc_node_listen", path, setup, common)
 
     @classmethod
-    def dial(cls, path: str, *, listener_uids: Iterable[int] = (), pools: Iterable[Pool] = (),
+    def dial(cls, path: Path_, *, listener_uids: Iterable[int] = (), pools: Iterable[Pool] = (),
              reconnect: tuple[float, float] | None = None, **common: Any) -> "Node":
         """A node connecting to the listener at ``path`` (and reconnecting,
         with back-off, after loss). It returns at once; the connection is
@@ -192,7 +196,7 @@ class Node(Owned):
         return cls._create("gwipc_node_dial", path, setup, common)
 
     @classmethod
-    def _create(cls, open_fn: str, path: str, setup: Callable[["Node", Any, Any], None],
+    def _create(cls, open_fn: str, path: Path_, setup: Callable[["Node", Any, Any], None],
                 common: dict[str, Any]) -> "Node":
         c_path = _lib.cpath(path)
         lib = _lib.lib()
@@ -229,7 +233,7 @@ class Node(Owned):
         self._on_disconnected: Callable[[PeerInfo, _errors.GwipcError | None], None] | None = None
         self._logger: logging.Logger | None = None
 
-    def _configure(self, cfg: Any, lib: Any, *, name: str = "", status_path: str | None = None,
+    def _configure(self, cfg: Any, lib: Any, *, name: str = "", status_path: Path_ | None = None,
                    status_mode: int = 0, rules: Iterable[Rule] = (), limits: Limits | None = None,
                    max_packet: int | None = None, handshake_timeout: float | None = None,
                    max_output: int | None = None,
