@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ctypes
+import functools
 import json
 import logging
 import os
@@ -45,6 +46,46 @@ class _Box:
 def _close_box(box: _Box) -> None:
     box.closed = True
     box.closer(box.handle)
+
+
+class _Loop:
+    """Who dispatches a node: the lock every dispatch of it holds (so one
+    loop at a time), and that loop's thread. Shared with the node's closer."""
+
+    __slots__ = ("lock", "thread")
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.thread: int | None = None
+
+
+#: How long a close from another thread waits for the node's loop to leave
+#: the library before closing anyway (as long as the callback running then).
+_CLOSE_WAIT = 10.0
+
+
+def _close_node(loop: _Loop, close: Callable[[Any], Any], handle: Any) -> None:
+    """Closes a node (its box already marked closed) once no dispatch of it
+    runs on another thread. The library's close waits for such a dispatch
+    too, but it tears the node down first, unmapping what the callback in
+    progress may still read: the payload of a call being delivered
+    (``gwipc_call.data``). So the loop is woken (a no-op post: key 0 has no
+    handler), it leaves at its next step, seeing the node closed, and the
+    library closes a node nobody dispatches. From a callback of the node
+    (its loop is this thread) the library's close returns at once."""
+    if loop.thread != threading.get_ident():
+        try:
+            _lib.lib().gwipc_node_post(handle, _lib.on_post, None, _lib.on_destroy)
+        except Exception:  # noqa: BLE001 - closed already, or forked: the close below goes on
+            pass
+        got = loop.lock.acquire(timeout=_CLOSE_WAIT)
+        try:
+            close(handle)
+        finally:
+            if got:
+                loop.lock.release()
+        return
+    close(handle)
 
 
 class Owned:
@@ -212,7 +253,7 @@ class Node(Owned):
             getattr(lib, open_fn)(c_path, cfg, ctypes.byref(h), err)
         finally:
             lib.gwipc_config_free(cfg)
-        node._own(h, lib.gwipc_node_close)
+        node._own(h, functools.partial(_close_node, node._ls, lib.gwipc_node_close))
         node._fd = lib.gwipc_node_fd(h)
         return node
 
@@ -221,8 +262,7 @@ class Node(Owned):
         self._errors: list[BaseException] = []
         self._children: set[Child] = set()
         self._handlers: dict[int, Any] = {}  # commands and posted functions, by key
-        self._loop = threading.Lock()
-        self._loop_thread: int | None = None
+        self._ls = _Loop()
         self._progress = threading.Condition()
         self._steps = 0
         self._step_waiters: list[Callable[[None], Any]] = []  # run after the next dispatch (gwipc.aio)
@@ -338,7 +378,7 @@ class Node(Owned):
         try:
             while True:
                 n = self._step(_remaining(deadline))
-                if n or self._more or _remaining(deadline) == 0:
+                if n or self._more or self._closed or _remaining(deadline) == 0:
                     return n
         finally:
             self._leave()
@@ -379,17 +419,22 @@ class Node(Owned):
             posted._cb_destroyed()
             raise
 
+    @property
+    def _loop_thread(self) -> int | None:
+        """The thread dispatching the node now (None: no loop runs)."""
+        return self._ls.thread
+
     def _enter(self) -> None:
         self._handle()
-        if self._loop_thread == threading.get_ident():
+        if self._ls.thread == threading.get_ident():
             raise _errors.error(-5, "dispatch called from a callback of the same node")
-        if not self._loop.acquire(blocking=False):
+        if not self._ls.lock.acquire(blocking=False):
             raise _errors.error(-5)
-        self._loop_thread = threading.get_ident()
+        self._ls.thread = threading.get_ident()
 
     def _leave(self) -> None:
-        self._loop_thread = None
-        self._loop.release()
+        self._ls.thread = None
+        self._ls.lock.release()
 
     def _step(self, timeout: float | None) -> int:
         """One dispatch waiting at most _SLICE (inside the library, with the
@@ -430,8 +475,8 @@ class Node(Owned):
             if self._loop_thread == threading.get_ident():
                 raise _errors.error(-6, f"{what} from a callback of the same node would never finish: "
                                         "use the asynchronous form")
-            if self._loop.acquire(blocking=False):
-                self._loop_thread = threading.get_ident()
+            if self._ls.lock.acquire(blocking=False):
+                self._ls.thread = threading.get_ident()
                 try:
                     self._step(left)
                 finally:
@@ -520,8 +565,8 @@ class Node(Owned):
     def close(self) -> None:
         """Closes the node and everything it owns (offers withdrawn, peers
         told goodbye without waiting). Idempotent; from another thread it
-        waits for a running dispatch; from a callback it returns at once.
-        Kept samples stay readable."""
+        waits for a running dispatch (woken, it returns; a run() too);
+        from a callback it returns at once. Kept samples stay readable."""
         super().close()
         self._children.clear()
 
@@ -538,7 +583,7 @@ class Node(Owned):
         assert self._box is not None
         self._box.closed = True
         self._children.clear()
-        _lib.lib().gwipc_node_shutdown(h, wait)
+        _close_node(self._ls, lambda handle: _lib.lib().gwipc_node_shutdown(handle, wait), h)
 
     def __repr__(self) -> str:
         return f"<gwipc.Node fd={getattr(self, '_fd', None)}{' closed' if self._closed else ''}>"

@@ -1140,6 +1140,37 @@ del loan
 """
         self.assertPrints(code, "b'KEPT' b'LOAN'", self.path("x.sock"))
 
+    def test_close_from_another_thread_while_a_call_is_delivered(self) -> None:
+        # The library's close tears the node down before it waits for the
+        # dispatch on another thread: the payload of the call being
+        # delivered (gwipc_call.data) was unmapped under on_call (SIGSEGV
+        # in Call's copy of it). A profiler holds the loop thread there.
+        code = PAIR + """
+import threading
+svc2 = gwipc.ServiceID("test.safety2", 1, 0, "x")
+a.offer(svc2, methods=1, on_call=lambda c: b"ok")
+p2 = b.require(svc2)
+pump(lambda: p2.available)
+entered = threading.Event()
+def prof(frame, event, arg):
+    if event == "call" and frame.f_code.co_name == "_init" and frame.f_code.co_filename.endswith("offer.py"):
+        entered.set()
+        time.sleep(0.3)   # inside the call callback, before the payload is copied
+def runner():
+    sys.setprofile(prof)
+    a.run(timeout=10)
+t = threading.Thread(target=runner)
+t.start()
+p2.call_async(0, b"x" * 1000)
+end = time.monotonic() + 10
+while not entered.is_set() and time.monotonic() < end:
+    b.dispatch(0.01)
+a.close()
+t.join(10)
+print(entered.is_set(), a.closed, t.is_alive())
+"""
+        self.assertPrints(code, "True True False", self.path("t.sock"))
+
     def test_exception_in_a_done_callback_run_by_close_does_not_escape_into_c(self) -> None:
         # A done callback run by the close (the call never completed) raised
         # inside the destroy trampoline: ctypes printed "Exception ignored".
