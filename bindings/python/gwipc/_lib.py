@@ -15,10 +15,10 @@ Callbacks: C holds only small integer keys (``userdata``). The
 trampolines below are module-level CFUNCTYPE objects, made once, so none
 can be collected while C holds it; each looks its key up in
 :data:`registry` (a weak map to the Python object that handles it, kept
-alive by the gwipc object it belongs to) and calls that object's method
+alive by the gwipc object it belongs to) and calls that object's private method
 for the slot. A key that is gone (destroyed, or its owner collected)
 makes the callback a no-op. Exceptions are caught here and handed to the
-handler's ``fail`` method (the node re-raises them from ``dispatch()``),
+handler's ``_cb_fail`` method (the node re-raises them from ``dispatch()``),
 and the safe value is returned to C.
 """
 
@@ -27,6 +27,9 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import itertools
+import math
+import numbers
+import operator
 import os
 import sys
 import threading
@@ -403,7 +406,8 @@ def loaded() -> bool:
 #: key -> the Python handler of a registration. Weak: the handler is owned
 #: by the gwipc object it belongs to (a node, offer, proxy ...). A handler
 #: has one method per slot it serves (the names given to _trampoline
-#: below), fail(exc) and destroyed().
+#: below), _cb_fail(exc) and _cb_destroyed(); all private (``_cb_*``), so no public method
+#: of a gwipc object is a trampoline slot a caller could call by mistake.
 registry: weakref.WeakValueDictionary[int, Any] = weakref.WeakValueDictionary()
 _keys = itertools.count(1)
 
@@ -422,7 +426,7 @@ def _invoke(key: int | None, slot: str, default: Any, *args: Any) -> Any:
     try:
         return getattr(handler, slot)(*args)
     except BaseException as exc:  # noqa: BLE001 - re-raised from dispatch()
-        handler.fail(exc)
+        handler._cb_fail(exc)
         return default
 
 
@@ -436,26 +440,30 @@ def _trampoline(ctype: Any, slot: str, default: Any = None) -> Any:
 @destroy_cb
 def on_destroy(key: int | None) -> None:
     handler = registry.pop(key or 0, None)
-    if handler is not None:
-        handler.destroyed()
+    if handler is None or sys.is_finalizing():
+        return
+    try:
+        handler._cb_destroyed()  # may run user code (a PendingCall's done callbacks)
+    except BaseException as exc:  # noqa: BLE001 - an exception must not escape into C
+        handler._cb_fail(exc)
 
 
 # Refusing is the safe answer when an authorizer or a command handler raises.
-on_peer_connected = _trampoline(peer_cb, "peer_connected")
-on_peer_disconnected = _trampoline(peer_gone_cb, "peer_disconnected")
-on_authorize = _trampoline(authorize_cb, "authorize", 1)
-on_log = _trampoline(log_cb, "log")
-on_post = _trampoline(post_cb, "posted")
-on_command = _trampoline(command_cb, "command", 1)
-on_subscribers = _trampoline(subscribers_cb, "subscribers")
-on_call = _trampoline(call_cb, "call")
-on_cancel = _trampoline(call_cb, "cancel")
-on_update_request = _trampoline(update_request_cb, "update_request")
-on_availability = _trampoline(availability_cb, "availability")
-on_suback = _trampoline(suback_cb, "suback")
-on_sample = _trampoline(sample_cb, "sample")
-on_reply = _trampoline(reply_cb, "reply")
-on_find = _trampoline(find_cb, "find")
+on_peer_connected = _trampoline(peer_cb, "_cb_peer_connected")
+on_peer_disconnected = _trampoline(peer_gone_cb, "_cb_peer_disconnected")
+on_authorize = _trampoline(authorize_cb, "_cb_authorize", 1)
+on_log = _trampoline(log_cb, "_cb_log")
+on_post = _trampoline(post_cb, "_cb_posted")
+on_command = _trampoline(command_cb, "_cb_command", 1)
+on_subscribers = _trampoline(subscribers_cb, "_cb_subscribers")
+on_call = _trampoline(call_cb, "_cb_call")
+on_cancel = _trampoline(call_cb, "_cb_cancel")
+on_update_request = _trampoline(update_request_cb, "_cb_update_request")
+on_availability = _trampoline(availability_cb, "_cb_availability")
+on_suback = _trampoline(suback_cb, "_cb_suback")
+on_sample = _trampoline(sample_cb, "_cb_sample")
+on_reply = _trampoline(reply_cb, "_cb_reply")
+on_find = _trampoline(find_cb, "_cb_find")
 
 
 def buffer_arg(data: Any) -> tuple[Any, int, Any]:
@@ -474,13 +482,103 @@ def buffer_arg(data: Any) -> tuple[Any, int, Any]:
     return ctypes.addressof(arr), n, arr
 
 
-def usec(seconds: float | None) -> int:
-    """Seconds (None: forever) as the library's microseconds."""
-    if seconds is None:
+# ---- argument checks -------------------------------------------------------------
+#
+# ctypes converts a Python int to a C integer by masking it (70000 becomes
+# event 4464, -1 a size of 2**64-1, a huge timeout any value at all), raises
+# ctypes.ArgumentError for other types, and passes a str with a NUL cut
+# short. Every value from the caller goes through one of these first, so a
+# wrong one raises TypeError, or a ValueError that is also a GwipcError
+# (InvalidArgumentError, or the error the library gives for that kind of
+# value), never reaches C as something else.
+
+U16, U32, I32, U64 = (0, 0xFFFF), (0, 0xFFFFFFFF), (-(1 << 31), (1 << 31) - 1), (0, (1 << 64) - 1)
+_MAX_USEC = (1 << 63) - 1
+
+
+def integer(value: Any, what: str, bounds: tuple[int, int], code: int = -1) -> int:
+    """value as an int within bounds: TypeError for a non-integer (a float,
+    a str, None), else the error for ``code`` (InvalidArgumentError by
+    default; UnknownEventError, UnknownMethodError ...) when out of range."""
+    try:
+        v = operator.index(value)
+    except TypeError:
+        raise TypeError(f"{what} must be an int, not {type(value).__name__}") from None
+    lo, hi = bounds
+    if not lo <= v <= hi:
+        raise _errors.error(code, f"{what} {v} is out of range [{lo}, {hi}]")
+    return v
+
+
+def event_id(value: Any) -> int:
+    """An event id (uint16_t): UnknownEventError out of range."""
+    return integer(value, "event id", U16, -10)
+
+
+def method_id(value: Any) -> int:
+    """A method id (uint16_t): UnknownMethodError out of range."""
+    return integer(value, "method id", U16, -11)
+
+
+def cstr(value: Any, what: str) -> bytes:
+    """A str as the NUL-terminated UTF-8 the library copies: TypeError for
+    anything else, InvalidArgumentError for an embedded NUL (C would see
+    it cut short), UnicodeEncodeError (a ValueError) for lone surrogates."""
+    if not isinstance(value, str):
+        raise TypeError(f"{what} must be a str, not {type(value).__name__}")
+    b = value.encode()
+    if b"\0" in b:
+        raise _errors.error(-1, f"{what} contains a NUL character")
+    return b
+
+
+def cpath(value: Any, what: str = "path") -> bytes:
+    """A filesystem path (str, bytes or os.PathLike) for C."""
+    try:
+        b = os.fsencode(value)
+    except TypeError:
+        raise TypeError(f"{what} must be a str, bytes or os.PathLike, not {type(value).__name__}") from None
+    if not b or b"\0" in b:
+        raise _errors.error(-1, f"{what} {value!r} is empty or contains a NUL character")
+    return b
+
+
+def callback(value: Any, what: str) -> Any:
+    """value, if callable (TypeError otherwise, at registration rather than
+    at the first call)."""
+    if not callable(value):
+        raise TypeError(f"{what} must be callable, not {type(value).__name__}")
+    return value
+
+
+def seconds(value: Any, what: str = "timeout") -> float | None:
+    """A duration in seconds (None or infinity: no limit). TypeError for a
+    non-number, ValueError for a negative one or NaN."""
+    if value is None:
+        return None
+    if not isinstance(value, numbers.Real):
+        raise TypeError(f"{what} must be a number of seconds or None, not {type(value).__name__}")
+    try:
+        v = float(value)
+    except OverflowError:  # an int too large for a float: longer than any limit
+        v = math.inf
+    if v != v:
+        raise ValueError(f"{what} cannot be NaN")
+    if v < 0:
+        raise ValueError(f"a {what} cannot be negative (use None for no limit)")
+    return None if v == math.inf else v
+
+
+def usec(value: float | None, what: str = "timeout") -> int:
+    """Seconds (None or infinity: forever) as the library's microseconds;
+    a duration too long for int64_t microseconds is forever too."""
+    s = seconds(value, what)
+    if s is None:
         return FOREVER
-    if seconds < 0:
-        raise ValueError("a timeout cannot be negative (use None for no limit)")
-    return max(1, round(seconds * 1e6)) if seconds > 0 else 0
+    if s == 0:
+        return 0
+    us = s * 1e6
+    return FOREVER if us >= _MAX_USEC else max(1, round(us))
 
 
 def text(b: bytes | None) -> str:

@@ -6,7 +6,7 @@ import enum
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import _lib
+from . import _errors, _lib
 
 
 @dataclass(frozen=True)
@@ -24,7 +24,23 @@ class ServiceID:
         return f"{self.id}/{self.instance}@{self.major}.{self.minor}"
 
     def _c(self) -> Any:
-        return _lib.gwipc_service_id(self.id.encode(), self.major, self.minor, self.instance.encode())
+        """The C struct (TypeError for parts of the wrong type,
+        InvalidServiceError for a NUL in an id or a version beyond 16 bits)."""
+        def part(value: Any, what: str) -> bytes:
+            try:
+                return _lib.cstr(value, what)
+            except _errors.GwipcError as exc:
+                raise _errors.error(-8, f"{self}: {exc}") from None
+        return _lib.gwipc_service_id(part(self.id, "service id"),
+                                     _lib.integer(self.major, "major version", _lib.U16, -8),
+                                     _lib.integer(self.minor, "minor version", _lib.U16, -8),
+                                     part(self.instance, "instance id"))
+
+    @classmethod
+    def _check(cls, value: Any) -> "ServiceID":
+        if not isinstance(value, ServiceID):
+            raise TypeError(f"expected a gwipc.ServiceID, not {type(value).__name__}")
+        return value
 
     @classmethod
     def _from_c(cls, s: Any) -> "ServiceID":
@@ -39,12 +55,17 @@ class Geometry:
     slot_count: int
 
     def _c(self) -> Any:
-        return _lib.gwipc_geometry(self.slot_size, self.slot_count)
+        return _lib.gwipc_geometry(_lib.integer(self.slot_size, "slot_size", _lib.U32),
+                                   _lib.integer(self.slot_count, "slot_count", _lib.U32))
 
 
 def c_geometry(g: Geometry | None) -> Any:
     """The C geometry of g ({0, 0}, the default, for None)."""
-    return g._c() if g is not None else _lib.gwipc_geometry(0, 0)
+    if g is None:
+        return _lib.gwipc_geometry(0, 0)
+    if not isinstance(g, Geometry):
+        raise TypeError(f"expected a gwipc.Geometry or None, not {type(g).__name__}")
+    return g._c()
 
 
 class Action(enum.IntFlag):

@@ -49,8 +49,9 @@ class attach:
 
     def __exit__(self, *exc: object) -> None:
         assert self._loop is not None
-        if not self.node.closed:
-            self._loop.remove_reader(self.node.fileno())
+        # Also once the node closed inside the context: a reader left behind
+        # would, when the fd number is reused, remove the new owner's reader.
+        self._loop.remove_reader(self.node._fd)
         if self.error is not None:
             err, self.error = self.error, None
             raise err

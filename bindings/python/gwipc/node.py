@@ -3,26 +3,32 @@
 from __future__ import annotations
 
 import ctypes
+import functools
 import json
 import logging
+import os
 import threading
 import time
 import weakref
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar, Union
 
 from . import _errors, _lib
-from ._types import Action, FindEvent, Limits, LogLevel, PeerInfo, Pool, Rule, ServiceID
+from ._types import Action, FindEvent, Geometry, Limits, LogLevel, PeerInfo, Pool, PoolKind, Rule, ServiceID
 
 if TYPE_CHECKING:
     from .offer import Offer
     from .proxy import Proxy
-    from ._types import Geometry
 
 # The longest one wait (a dispatch waiting inside the library, or a waiter
 # sleeping while another thread drives the node) lasts: it bounds how late
 # Ctrl-C, a stop() from another thread or a closed node is noticed.
 _SLICE = 0.1
+
+_O = TypeVar("_O", bound="Owned")
+
+#: A socket path: str, bytes or os.PathLike.
+Path_: TypeAlias = Union[str, bytes, "os.PathLike[str]"]
 
 Authorizer = Callable[[PeerInfo], "bool | str | None"]
 
@@ -40,6 +46,46 @@ class _Box:
 def _close_box(box: _Box) -> None:
     box.closed = True
     box.closer(box.handle)
+
+
+class _Loop:
+    """Who dispatches a node: the lock every dispatch of it holds (so one
+    loop at a time), and that loop's thread. Shared with the node's closer."""
+
+    __slots__ = ("lock", "thread")
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.thread: int | None = None
+
+
+#: How long a close from another thread waits for the node's loop to leave
+#: the library before closing anyway (as long as the callback running then).
+_CLOSE_WAIT = 10.0
+
+
+def _close_node(loop: _Loop, close: Callable[[Any], Any], handle: Any) -> None:
+    """Closes a node (its box already marked closed) once no dispatch of it
+    runs on another thread. The library's close waits for such a dispatch
+    too, but it tears the node down first, unmapping what the callback in
+    progress may still read: the payload of a call being delivered
+    (``gwipc_call.data``). So the loop is woken (a no-op post: key 0 has no
+    handler), it leaves at its next step, seeing the node closed, and the
+    library closes a node nobody dispatches. From a callback of the node
+    (its loop is this thread) the library's close returns at once."""
+    if loop.thread != threading.get_ident():
+        try:
+            _lib.lib().gwipc_node_post(handle, _lib.on_post, None, _lib.on_destroy)
+        except Exception:  # noqa: BLE001 - closed already, or forked: the close below goes on
+            pass
+        got = loop.lock.acquire(timeout=_CLOSE_WAIT)
+        try:
+            close(handle)
+        finally:
+            if got:
+                loop.lock.release()
+        return
+    close(handle)
 
 
 class Owned:
@@ -74,7 +120,13 @@ class Owned:
         assert self._box is not None
         return self._box.handle
 
-    def __enter__(self) -> Any:
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        # copy.copy() would duplicate the state that says which memory is
+        # still valid (a copy made in the handler read the slot after it),
+        # and pickle cannot carry it to another process.
+        raise TypeError(f"gwipc.{type(self).__name__} objects cannot be copied or pickled")
+
+    def __enter__(self: _O) -> _O:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -104,10 +156,10 @@ class Child(Owned):
         super().close()
         self._node._children.discard(self)
 
-    def fail(self, exc: BaseException) -> None:
-        self._node.fail(exc)
+    def _cb_fail(self, exc: BaseException) -> None:
+        self._node._cb_fail(exc)
 
-    def destroyed(self) -> None:
+    def _cb_destroyed(self) -> None:
         """The registration ended (its last callback ran)."""
 
 
@@ -128,7 +180,7 @@ class Node(Owned):
     # ---- creation -----------------------------------------------------
 
     @classmethod
-    def listen(cls, path: str, *, allow_uids: Iterable[int] = (), allow_gids: Iterable[int] = (),
+    def listen(cls, path: Path_, *, allow_uids: Iterable[int] = (), allow_gids: Iterable[int] = (),
                authorize: Authorizer | None = None, socket_mode: int | None = None,
                max_peers: tuple[int, int] | None = None, **common: Any) -> "Node":
         """A node accepting peers on a socket at ``path``.
@@ -144,20 +196,22 @@ class Node(Owned):
         """
         def setup(node: Node, cfg: Any, lib: Any) -> None:
             for uid in allow_uids:
-                lib.gwipc_config_allow_uid(cfg, uid)
+                lib.gwipc_config_allow_uid(cfg, _lib.integer(uid, "uid", _lib.U32))
             for gid in allow_gids:
-                lib.gwipc_config_allow_gid(cfg, gid)
+                lib.gwipc_config_allow_gid(cfg, _lib.integer(gid, "gid", _lib.U32))
             if socket_mode is not None:
-                lib.gwipc_config_set_socket_mode(cfg, socket_mode)
+                lib.gwipc_config_set_socket_mode(cfg, _lib.integer(socket_mode, "socket_mode", _lib.U32))
             if max_peers is not None:
-                lib.gwipc_config_set_max_peers(cfg, *max_peers)
+                peers, handshakes = _pair(max_peers, "max_peers")
+                lib.gwipc_config_set_max_peers(cfg, _lib.integer(peers, "max_peers", _lib.U32),
+                                               _lib.integer(handshakes, "max_peers handshakes", _lib.U32))
             if authorize is not None:
-                node._authorizer = authorize
+                node._authorizer = _lib.callback(authorize, "authorize")
                 lib.gwipc_config_set_authorize(cfg, _lib.on_authorize, node._key, _lib.on_destroy)
         return cls._create("gwipc_node_listen", path, setup, common)
 
     @classmethod
-    def dial(cls, path: str, *, listener_uids: Iterable[int] = (), pools: Iterable[Pool] = (),
+    def dial(cls, path: Path_, *, listener_uids: Iterable[int] = (), pools: Iterable[Pool] = (),
              reconnect: tuple[float, float] | None = None, **common: Any) -> "Node":
         """A node connecting to the listener at ``path`` (and reconnecting,
         with back-off, after loss). It returns at once; the connection is
@@ -167,17 +221,25 @@ class Node(Owned):
         Shared options: :meth:`_configure`."""
         def setup(node: Node, cfg: Any, lib: Any) -> None:
             for uid in listener_uids:
-                lib.gwipc_config_require_listener_uid(cfg, uid)
+                lib.gwipc_config_require_listener_uid(cfg, _lib.integer(uid, "listener uid", _lib.U32))
             for p in pools:
-                lib.gwipc_config_add_pool(cfg, p.service.encode(), p.instance.encode(), int(p.kind),
+                if not isinstance(p, Pool):
+                    raise TypeError(f"pools must hold gwipc.Pool, not {type(p).__name__}")
+                if not isinstance(p.geometry, Geometry):
+                    raise TypeError(f"Pool.geometry must be a gwipc.Geometry, not {type(p.geometry).__name__}")
+                lib.gwipc_config_add_pool(cfg, _lib.cstr(p.service, "pool service"),
+                                          _lib.cstr(p.instance, "pool instance"), int(PoolKind(p.kind)),
                                           p.geometry._c())
             if reconnect is not None:
-                lib.gwipc_config_set_reconnect(cfg, _lib.usec(reconnect[0]), _lib.usec(reconnect[1]))
+                lo, hi = _pair(reconnect, "reconnect")
+                lib.gwipc_config_set_reconnect(cfg, _lib.usec(lo, "reconnect minimum"),
+                                               _lib.usec(hi, "reconnect maximum"))
         return cls._create("gwipc_node_dial", path, setup, common)
 
     @classmethod
-    def _create(cls, open_fn: str, path: str, setup: Callable[["Node", Any, Any], None],
+    def _create(cls, open_fn: str, path: Path_, setup: Callable[["Node", Any, Any], None],
                 common: dict[str, Any]) -> "Node":
+        c_path = _lib.cpath(path)
         lib = _lib.lib()
         _lib.guard()
         node = object.__new__(cls)
@@ -188,10 +250,10 @@ class Node(Owned):
             node._configure(cfg, lib, **common)
             setup(node, cfg, lib)
             h, err = _lib.NodeP(), _lib.gwipc_error()
-            getattr(lib, open_fn)(str(path).encode(), cfg, ctypes.byref(h), err)
+            getattr(lib, open_fn)(c_path, cfg, ctypes.byref(h), err)
         finally:
             lib.gwipc_config_free(cfg)
-        node._own(h, lib.gwipc_node_close)
+        node._own(h, functools.partial(_close_node, node._ls, lib.gwipc_node_close))
         node._fd = lib.gwipc_node_fd(h)
         return node
 
@@ -200,8 +262,7 @@ class Node(Owned):
         self._errors: list[BaseException] = []
         self._children: set[Child] = set()
         self._handlers: dict[int, Any] = {}  # commands and posted functions, by key
-        self._loop = threading.Lock()
-        self._loop_thread: int | None = None
+        self._ls = _Loop()
         self._progress = threading.Condition()
         self._steps = 0
         self._step_waiters: list[Callable[[None], Any]] = []  # run after the next dispatch (gwipc.aio)
@@ -212,7 +273,7 @@ class Node(Owned):
         self._on_disconnected: Callable[[PeerInfo, _errors.GwipcError | None], None] | None = None
         self._logger: logging.Logger | None = None
 
-    def _configure(self, cfg: Any, lib: Any, *, name: str = "", status_path: str | None = None,
+    def _configure(self, cfg: Any, lib: Any, *, name: str = "", status_path: Path_ | None = None,
                    status_mode: int = 0, rules: Iterable[Rule] = (), limits: Limits | None = None,
                    max_packet: int | None = None, handshake_timeout: float | None = None,
                    max_output: int | None = None,
@@ -232,48 +293,57 @@ class Node(Owned):
         ``log_level`` and above, inside dispatch).
         """
         if name:
-            lib.gwipc_config_set_name(cfg, name.encode())
+            lib.gwipc_config_set_name(cfg, _lib.cstr(name, "name"))
         if status_path is not None:
-            lib.gwipc_config_set_status_path(cfg, str(status_path).encode(), status_mode)
+            lib.gwipc_config_set_status_path(cfg, _lib.cpath(status_path, "status_path"),
+                                             _lib.integer(status_mode, "status_mode", _lib.U32))
         for r in rules:
             lib.gwipc_config_add_rule(cfg, _rule(r))
         if limits is not None:
-            lim = _lib.sized(_lib.gwipc_limits, services=limits.services, subscriptions=limits.subscriptions,
-                             pending_calls=limits.pending_calls, find_elements=limits.find_elements,
-                             pool_slots=limits.pool_slots, pool_bytes=limits.pool_bytes,
-                             mapped_bytes=limits.mapped_bytes)
-            lib.gwipc_config_set_limits(cfg, lim)
+            if not isinstance(limits, Limits):
+                raise TypeError(f"limits must be a gwipc.Limits, not {type(limits).__name__}")
+            u32 = {f: _lib.integer(getattr(limits, f), f"limits.{f}", _lib.U32)
+                   for f in ("services", "subscriptions", "pending_calls", "find_elements", "pool_slots")}
+            u64 = {f: _lib.integer(getattr(limits, f), f"limits.{f}", _lib.U64)
+                   for f in ("pool_bytes", "mapped_bytes")}
+            lib.gwipc_config_set_limits(cfg, _lib.sized(_lib.gwipc_limits, **u32, **u64))
         if max_packet is not None:
-            lib.gwipc_config_set_max_packet(cfg, max_packet)
+            lib.gwipc_config_set_max_packet(cfg, _lib.integer(max_packet, "max_packet", _lib.U32))
         if handshake_timeout is not None:
-            lib.gwipc_config_set_handshake_timeout(cfg, _lib.usec(handshake_timeout))
+            lib.gwipc_config_set_handshake_timeout(cfg, _lib.usec(handshake_timeout, "handshake_timeout"))
         if max_output is not None:
-            lib.gwipc_config_set_max_output(cfg, max_output)
+            lib.gwipc_config_set_max_output(cfg, _lib.integer(max_output, "max_output", _lib.U64))
         if on_peer_connected is not None or on_peer_disconnected is not None:
-            self._on_connected, self._on_disconnected = on_peer_connected, on_peer_disconnected
+            self._on_connected = None if on_peer_connected is None else _lib.callback(on_peer_connected,
+                                                                                      "on_peer_connected")
+            self._on_disconnected = None if on_peer_disconnected is None else _lib.callback(
+                on_peer_disconnected, "on_peer_disconnected")
             lib.gwipc_config_set_peer_callbacks(cfg, _lib.on_peer_connected, _lib.on_peer_disconnected,
                                                 self._key, _lib.on_destroy)
         if logger is not None:
-            self._logger = logger
-            lib.gwipc_config_set_log_callback(cfg, int(log_level), _lib.on_log, self._key, _lib.on_destroy)
+            if not isinstance(logger, (logging.Logger, logging.LoggerAdapter)):
+                raise TypeError(f"logger must be a logging.Logger, not {type(logger).__name__}")
+            self._logger = logger  # type: ignore[assignment]
+            lib.gwipc_config_set_log_callback(cfg, _lib.integer(log_level, "log_level", _lib.I32), _lib.on_log,
+                                              self._key, _lib.on_destroy)
 
     # ---- callbacks of the node itself (see _lib's trampolines) -------------
 
-    def fail(self, exc: BaseException) -> None:
+    def _cb_fail(self, exc: BaseException) -> None:
         self._errors.append(exc)
 
-    def destroyed(self) -> None:
+    def _cb_destroyed(self) -> None:
         pass
 
-    def peer_connected(self, node: Any, peer: Any) -> None:
+    def _cb_peer_connected(self, node: Any, peer: Any) -> None:
         if self._on_connected is not None:
             self._on_connected(PeerInfo._from_c(peer.contents))
 
-    def peer_disconnected(self, node: Any, peer: Any, why: Any) -> None:
+    def _cb_peer_disconnected(self, node: Any, peer: Any, why: Any) -> None:
         if self._on_disconnected is not None:
             self._on_disconnected(PeerInfo._from_c(peer.contents), _lib.raise_for(why.contents) if why else None)
 
-    def authorize(self, peer: Any, reason: Any, cap: int) -> int:
+    def _cb_authorize(self, peer: Any, reason: Any, cap: int) -> int:
         assert self._authorizer is not None
         try:
             verdict = self._authorizer(PeerInfo._from_c(peer.contents))
@@ -285,7 +355,7 @@ class Node(Owned):
         _write_reason(reason, cap, verdict if isinstance(verdict, str) else "refused by the authorizer")
         return 1
 
-    def log(self, level: int, line: bytes) -> None:
+    def _cb_log(self, level: int, line: bytes) -> None:
         if self._logger is not None:
             self._logger.log(max(logging.DEBUG, 20 + level * 5 // 2), "%s", _lib.text(line))
 
@@ -308,7 +378,7 @@ class Node(Owned):
         try:
             while True:
                 n = self._step(_remaining(deadline))
-                if n or self._more or _remaining(deadline) == 0:
+                if n or self._more or self._closed or _remaining(deadline) == 0:
                     return n
         finally:
             self._leave()
@@ -340,25 +410,31 @@ class Node(Owned):
     def call_soon(self, fn: Callable[[], Any]) -> None:
         """Runs ``fn()`` inside the next dispatch, on the loop's thread (not
         at all if the node closes first). Safe from any thread."""
+        _lib.callback(fn, "fn")
         h = self._handle()
         posted = _Posted(self, fn)
         try:
             _lib.lib().gwipc_node_post(h, _lib.on_post, posted.key, _lib.on_destroy)
         except BaseException:
-            posted.destroyed()
+            posted._cb_destroyed()
             raise
+
+    @property
+    def _loop_thread(self) -> int | None:
+        """The thread dispatching the node now (None: no loop runs)."""
+        return self._ls.thread
 
     def _enter(self) -> None:
         self._handle()
-        if self._loop_thread == threading.get_ident():
+        if self._ls.thread == threading.get_ident():
             raise _errors.error(-5, "dispatch called from a callback of the same node")
-        if not self._loop.acquire(blocking=False):
+        if not self._ls.lock.acquire(blocking=False):
             raise _errors.error(-5)
-        self._loop_thread = threading.get_ident()
+        self._ls.thread = threading.get_ident()
 
     def _leave(self) -> None:
-        self._loop_thread = None
-        self._loop.release()
+        self._ls.thread = None
+        self._ls.lock.release()
 
     def _step(self, timeout: float | None) -> int:
         """One dispatch waiting at most _SLICE (inside the library, with the
@@ -399,8 +475,8 @@ class Node(Owned):
             if self._loop_thread == threading.get_ident():
                 raise _errors.error(-6, f"{what} from a callback of the same node would never finish: "
                                         "use the asynchronous form")
-            if self._loop.acquire(blocking=False):
-                self._loop_thread = threading.get_ident()
+            if self._ls.lock.acquire(blocking=False):
+                self._ls.thread = threading.get_ident()
                 try:
                     self._step(left)
                 finally:
@@ -456,19 +532,21 @@ class Node(Owned):
         ``"*"``): ``callback(FindEvent)`` for each appearing and vanishing
         instance. Instances already known are reported in the next
         dispatch."""
-        return Finder(self, interface, major, min_minor, instance, callback)
+        return Finder._create(self, interface, major, min_minor, instance, _lib.callback(callback, "callback"))
 
     def handle_command(self, name: str, handler: Callable[[bytes], "bytes | str | None"]) -> None:
         """Serves ``name`` on the status endpoint (needs ``status_path``):
         ``handler(request) -> response`` runs inside dispatch. An exception
         fails the request (the client gets no response) and is re-raised
         from dispatch."""
+        c_name = _lib.cstr(name, "command name")
+        _lib.callback(handler, "handler")
         h = self._handle()
         cmd = _Command(self, handler)
         try:
-            _lib.lib().gwipc_node_handle_command(h, name.encode(), _lib.on_command, cmd.key, _lib.on_destroy)
+            _lib.lib().gwipc_node_handle_command(h, c_name, _lib.on_command, cmd.key, _lib.on_destroy)
         except BaseException:
-            cmd.destroyed()
+            cmd._cb_destroyed()
             raise
 
     def status(self) -> dict[str, Any]:
@@ -487,8 +565,8 @@ class Node(Owned):
     def close(self) -> None:
         """Closes the node and everything it owns (offers withdrawn, peers
         told goodbye without waiting). Idempotent; from another thread it
-        waits for a running dispatch; from a callback it returns at once.
-        Kept samples stay readable."""
+        waits for a running dispatch (woken, it returns; a run() too);
+        from a callback it returns at once. Kept samples stay readable."""
         super().close()
         self._children.clear()
 
@@ -496,12 +574,16 @@ class Node(Owned):
         """Closes the node after flushing withdrawals and goodbyes to the
         peers, waiting up to ``timeout`` seconds (it closes in any case;
         :class:`gwipc.TimeoutError` if the flush did not finish)."""
+        wait = _lib.usec(timeout)
         h = self._handle()
+        if self._loop_thread == threading.get_ident():
+            raise _errors.error(-6, "Node.shutdown from a callback of the same node would never finish: "
+                                    "use close()")
         self._finalizer.detach()
         assert self._box is not None
         self._box.closed = True
         self._children.clear()
-        _lib.lib().gwipc_node_shutdown(h, _lib.usec(timeout))
+        _close_node(self._ls, lambda handle: _lib.lib().gwipc_node_shutdown(handle, wait), h)
 
     def __repr__(self) -> str:
         return f"<gwipc.Node fd={getattr(self, '_fd', None)}{' closed' if self._closed else ''}>"
@@ -510,17 +592,25 @@ class Node(Owned):
 class Finder(Child):
     """A find watch (:meth:`Node.find`); :meth:`close` stops it."""
 
-    def __init__(self, node: Node, interface: str, major: int, min_minor: int, instance: str,
-                 callback: Callable[[FindEvent], Any]) -> None:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        raise TypeError(f"gwipc.{type(self).__name__} objects are made by gwipc, not by calling the class")
+
+    @classmethod
+    def _create(cls, node: Node, interface: str, major: int, min_minor: int, instance: str,
+                callback: Callable[[FindEvent], Any]) -> "Finder":
+        self = object.__new__(cls)
         self._callback = callback
         self._key = _lib.register(self)
         lib = _lib.lib()
         h = _lib.FinderP()
-        lib.gwipc_node_find(node._handle(), interface.encode(), major, min_minor, instance.encode(),
-                            _lib.on_find, self._key, _lib.on_destroy, ctypes.byref(h))
+        lib.gwipc_node_find(node._handle(), _lib.cstr(interface, "interface"),
+                            _lib.integer(major, "major", _lib.U16), _lib.integer(min_minor, "min_minor", _lib.U16),
+                            _lib.cstr(instance, "instance"), _lib.on_find, self._key, _lib.on_destroy,
+                            ctypes.byref(h))
         self._adopt(node, h, lib.gwipc_finder_close)
+        return self
 
-    def find(self, finder: Any, ev: Any) -> None:
+    def _cb_find(self, finder: Any, ev: Any) -> None:
         e = ev.contents
         self._callback(FindEvent(ServiceID._from_c(e.service), e.peer, bool(e.available)))
 
@@ -534,17 +624,17 @@ class _Handler:
         self.key = _lib.register(self)
         node._handlers[self.key] = self
 
-    def fail(self, exc: BaseException) -> None:
-        self.node.fail(exc)
+    def _cb_fail(self, exc: BaseException) -> None:
+        self.node._cb_fail(exc)
 
-    def destroyed(self) -> None:
+    def _cb_destroyed(self) -> None:
         self.node._handlers.pop(self.key, None)
 
 
 class _Command(_Handler):
     """The handler of one status-endpoint command."""
 
-    def command(self, request: Any, n: int, writer: Any) -> int:
+    def _cb_command(self, request: Any, n: int, writer: Any) -> int:
         out = self.fn(ctypes.string_at(request, n) if n else b"")
         if out:
             ptr, length, keep = _lib.buffer_arg(out.encode() if isinstance(out, str) else out)
@@ -556,19 +646,33 @@ class _Command(_Handler):
 class _Posted(_Handler):
     """A function posted with :meth:`Node.call_soon`."""
 
-    def posted(self) -> None:
+    def _cb_posted(self) -> None:
         self.fn()
 
 
 def _rule(r: Rule) -> Any:
-    uids = (ctypes.c_uint32 * len(r.uids))(*r.uids)
-    gids = (ctypes.c_uint32 * len(r.gids))(*r.gids)
-    c = _lib.sized(_lib.gwipc_rule, service=r.service.encode(), instance=r.instance.encode(),
-                   actions=int(Action(r.actions)), n_uids=len(r.uids), n_gids=len(r.gids), deny=int(r.deny))
+    if not isinstance(r, Rule):
+        raise TypeError(f"rules must hold gwipc.Rule, not {type(r).__name__}")
+    uid_list = [_lib.integer(u, "rule uid", _lib.U32) for u in r.uids]
+    gid_list = [_lib.integer(g, "rule gid", _lib.U32) for g in r.gids]
+    uids = (ctypes.c_uint32 * len(uid_list))(*uid_list)
+    gids = (ctypes.c_uint32 * len(gid_list))(*gid_list)
+    c = _lib.sized(_lib.gwipc_rule, service=_lib.cstr(r.service, "rule service"),
+                   instance=_lib.cstr(r.instance, "rule instance"), actions=int(Action(r.actions)),
+                   n_uids=len(uid_list), n_gids=len(gid_list), deny=int(bool(r.deny)))
     c.uids = ctypes.cast(uids, ctypes.POINTER(ctypes.c_uint32))
     c.gids = ctypes.cast(gids, ctypes.POINTER(ctypes.c_uint32))
     c._keep = (uids, gids)
     return c
+
+
+def _pair(value: Any, what: str) -> tuple[Any, Any]:
+    """A two-element option ((min, max), (peers, handshakes))."""
+    try:
+        first, second = value
+    except (TypeError, ValueError):
+        raise TypeError(f"{what} must be a pair, not {value!r}") from None
+    return first, second
 
 
 def _write_reason(buf: Any, cap: int, reason: str) -> None:
@@ -579,9 +683,9 @@ def _write_reason(buf: Any, cap: int, reason: str) -> None:
 
 
 def _deadline(timeout: float | None) -> float | None:
-    if timeout is not None and timeout < 0:
-        raise ValueError("a timeout cannot be negative (use None for no limit)")
-    return None if timeout is None else time.monotonic() + timeout
+    """The monotonic deadline of a timeout (None: none; see _lib.seconds)."""
+    t = _lib.seconds(timeout)
+    return None if t is None else time.monotonic() + t
 
 
 def _remaining(deadline: float | None) -> float | None:

@@ -37,22 +37,34 @@ class Offer(Child):
       and none is cached: publish it.
     """
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        raise TypeError(f"gwipc.{type(self).__name__} objects are made by gwipc, not by calling the class")
+
     @classmethod
     def _create(cls, node: Node, service: ServiceID, *, events: int, methods: int, fields: tuple[int, ...],
                 geometry: Geometry | None, reply_geometry: Geometry | None, subscriber_slots: int,
                 on_call: Callable[["Call"], Any] | None, on_cancel: Callable[["Call"], Any] | None,
                 on_subscription: Callable[[int, bool], Any] | None,
                 on_update_request: Callable[[int], Any] | None) -> "Offer":
+        c_service = ServiceID._check(service)._c()
+        for cb, what in ((on_call, "on_call"), (on_cancel, "on_cancel"), (on_subscription, "on_subscription"),
+                         (on_update_request, "on_update_request")):
+            if cb is not None:
+                _lib.callback(cb, what)
+        field_ids = [_lib.integer(f, "field event id", _lib.U16) for f in fields]
         self = object.__new__(cls)
         self.service = service
         self._on_call, self._on_cancel = on_call, on_cancel
         self._on_subscription, self._on_update_request = on_subscription, on_update_request
-        key = _lib.register(self)
-        c_fields = (ctypes.c_uint16 * len(fields))(*fields)
-        params = _lib.sized(_lib.gwipc_offer_params, events=events, methods=methods,
-                            fields=ctypes.cast(c_fields, ctypes.POINTER(ctypes.c_uint16)), n_fields=len(fields),
+        c_fields = (ctypes.c_uint16 * len(field_ids))(*field_ids)
+        params = _lib.sized(_lib.gwipc_offer_params, events=_lib.integer(events, "events", _lib.U16),
+                            methods=_lib.integer(methods, "methods", _lib.U16),
+                            fields=ctypes.cast(c_fields, ctypes.POINTER(ctypes.c_uint16)), n_fields=len(field_ids),
                             geometry=c_geometry(geometry), reply_geometry=c_geometry(reply_geometry),
-                            subscriber_slots=subscriber_slots, userdata=key, destroy=_lib.on_destroy)
+                            subscriber_slots=_lib.integer(subscriber_slots, "subscriber_slots", _lib.U32),
+                            destroy=_lib.on_destroy)
+        key = _lib.register(self)
+        params.userdata = key
         if on_call is not None:
             params.on_call = _lib.on_call
         if on_cancel is not None:
@@ -63,7 +75,7 @@ class Offer(Child):
             params.on_update_request = _lib.on_update_request
         lib = _lib.lib()
         h, err = _lib.OfferP(), _lib.gwipc_error()
-        lib.gwipc_node_offer(node._handle(), service._c(), params, ctypes.byref(h), err)
+        lib.gwipc_node_offer(node._handle(), c_service, params, ctypes.byref(h), err)
         self._adopt(node, h, lib.gwipc_offer_close)
         return self
 
@@ -73,6 +85,8 @@ class Offer(Child):
         seconds to wait for a free slot (None: no limit), else
         :class:`gwipc.NoSlotError`. Other errors: TooLargeError,
         UnknownEventError, ClosedError."""
+        event = _lib.event_id(event)
+        _lib.seconds(wait, "wait")
         ptr, n, keep = _lib.buffer_arg(data)
         lib = _lib.lib()
         self._node._retry_noslot(lambda: lib.gwipc_offer_publish(self._handle(), event, ptr, n, 0), wait)
@@ -81,36 +95,40 @@ class Offer(Child):
     def loan(self, event: int, *, wait: float | None = 0.0) -> "Loan":
         """Lends a free slot for writing ``event`` in place (zero copy):
         write into :attr:`Loan.buffer`, then :meth:`Loan.publish`."""
+        event = _lib.event_id(event)
+        _lib.seconds(wait, "wait")
         loan = _lib.sized(_lib.gwipc_loan)
         lib = _lib.lib()
         self._node._retry_noslot(lambda: lib.gwipc_offer_loan(self._handle(), event, 0, loan), wait)
-        return Loan(self, loan)
+        return Loan._make(self, loan)
 
     # ---- callbacks (see _lib's trampolines) ---------------------------------
 
-    def call(self, offer: Any, c_call: Any) -> None:
-        call = Call(c_call)
+    def _cb_call(self, offer: Any, c_call: Any) -> None:
+        call = Call._make(c_call)
         assert self._on_call is not None
         try:
             out = self._on_call(call)
+            if out is not None and not call.fire_and_forget:
+                call.reply(out)  # a reply that is no buffer, or does not fit, fails the call below
         except _errors.exception_class(-23) as exc:
-            call._answer_quietly(exc.app_code, getattr(exc, "data", b""))
+            code = exc.app_code
+            ok = isinstance(code, int) and _lib.I32[0] <= code <= _lib.I32[1]
+            call._answer_quietly(code if ok else HANDLER_FAILED, getattr(exc, "data", b""))
             return
         except BaseException as exc:
             call._answer_quietly(HANDLER_FAILED, f"the handler raised {type(exc).__name__}".encode())
             raise
-        if out is not None and not call.fire_and_forget:
-            call.reply(out)
 
-    def cancel(self, offer: Any, c_call: Any) -> None:
+    def _cb_cancel(self, offer: Any, c_call: Any) -> None:
         assert self._on_cancel is not None
-        self._on_cancel(Call(c_call))
+        self._on_cancel(Call._make(c_call))
 
-    def subscribers(self, offer: Any, event: int, subscribed: int) -> None:
+    def _cb_subscribers(self, offer: Any, event: int, subscribed: int) -> None:
         assert self._on_subscription is not None
         self._on_subscription(event, bool(subscribed))
 
-    def update_request(self, offer: Any, event: int) -> None:
+    def _cb_update_request(self, offer: Any, event: int) -> None:
         assert self._on_update_request is not None
         self._on_update_request(event)
 
@@ -129,7 +147,22 @@ class Call:
 
     __slots__ = ("method", "peer", "fire_and_forget", "data", "_c", "_answered")
 
-    def __init__(self, borrowed: Any) -> None:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        raise TypeError(f"gwipc.{type(self).__name__} objects are made by gwipc, not by calling the class")
+
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        # copy.copy() would duplicate the state that says which memory is
+        # still valid (a copy made in the handler read the slot after it),
+        # and pickle cannot carry it to another process.
+        raise TypeError(f"gwipc.{type(self).__name__} objects cannot be copied or pickled")
+
+    @classmethod
+    def _make(cls, borrowed: Any) -> "Call":
+        self = object.__new__(cls)
+        self._init(borrowed)
+        return self
+
+    def _init(self, borrowed: Any) -> None:
         c = _lib.gwipc_call.from_buffer_copy(borrowed.contents)
         self.method: int = c.method
         self.peer: int = c.peer
@@ -145,6 +178,7 @@ class Call:
 
     @property
     def answered(self) -> bool:
+        """True once replied to or failed (or the caller stopped waiting)."""
         return self._answered
 
     def reply(self, data: Any = b"") -> bool:
@@ -157,6 +191,7 @@ class Call:
     def fail(self, app_code: int, data: Any = b"") -> bool:
         """Answers with an application error (the caller gets
         :class:`gwipc.AppError` with this ``app_code`` and ``data``)."""
+        app_code = _lib.integer(app_code, "app_code", _lib.I32)
         ptr, n, keep = _lib.buffer_arg(data)
         return self._answer(lambda: _lib.lib().gwipc_call_fail(self._c, app_code, ptr, n))
 
@@ -171,12 +206,15 @@ class Call:
         self._answered = True
         return True
 
-    def _answer_quietly(self, app_code: int, data: bytes) -> None:
+    def _answer_quietly(self, app_code: int, data: Any) -> None:
         if not self.fire_and_forget and not self._answered:
             try:
                 self.fail(app_code, data)
-            except _errors.GwipcError:
-                pass
+            except (_errors.GwipcError, TypeError, ValueError):  # AppError data that is no buffer: without it
+                try:
+                    self.fail(app_code)
+                except _errors.GwipcError:
+                    pass
 
     def __repr__(self) -> str:
         return f"<gwipc.Call method={self.method} peer={self.peer} len={len(self.data)}>"
@@ -210,7 +248,22 @@ class Loan:
     is discarded.
     """
 
-    def __init__(self, offer: Offer, c_loan: Any) -> None:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        raise TypeError(f"gwipc.{type(self).__name__} objects are made by gwipc, not by calling the class")
+
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        # copy.copy() would duplicate the state that says which memory is
+        # still valid (a copy made in the handler read the slot after it),
+        # and pickle cannot carry it to another process.
+        raise TypeError(f"gwipc.{type(self).__name__} objects cannot be copied or pickled")
+
+    @classmethod
+    def _make(cls, offer: Offer, c_loan: Any) -> "Loan":
+        self = object.__new__(cls)
+        self._init(offer, c_loan)
+        return self
+
+    def _init(self, offer: Offer, c_loan: Any) -> None:
         self._offer = offer
         self._c = c_loan
         self.event: int = c_loan.event
@@ -218,6 +271,7 @@ class Loan:
         self._weak: Any = None
         self._done = False
         self._finalizer = weakref.finalize(self, _discard, c_loan)
+        self._finalizer.atexit = False  # a view may be used after the exit handlers (see sample.py)
 
     @property
     def buffer(self) -> memoryview:
@@ -233,6 +287,7 @@ class Loan:
     def publish(self, n: int) -> None:
         """Publishes the first n bytes and ends the loan (ClosedError if
         the offer closed meanwhile: the loan ends too)."""
+        n = _lib.integer(n, "length", _lib.U64, -13)
         self._end(lambda: _lib.lib().gwipc_loan_publish(self._c, n))
 
     def discard(self) -> None:
@@ -242,6 +297,7 @@ class Loan:
 
     @property
     def done(self) -> bool:
+        """True once published or discarded (the buffer is gone)."""
         return self._done
 
     def _end(self, fn: Callable[[], int]) -> None:

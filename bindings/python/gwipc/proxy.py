@@ -23,9 +23,17 @@ class Proxy(Child):
     unknown event ...). Subscriptions are kept across loss and rebinding.
     """
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        raise TypeError(f"gwipc.{type(self).__name__} objects are made by gwipc, not by calling the class")
+
     @classmethod
     def _create(cls, node: Node, service: ServiceID, on_availability: Callable[[bool], Any] | None,
                 on_subscription: Callable[[int, int], Any] | None, call_geometry: Geometry | None) -> "Proxy":
+        c_service = ServiceID._check(service)._c()
+        for cb, what in ((on_availability, "on_availability"), (on_subscription, "on_subscription")):
+            if cb is not None:
+                _lib.callback(cb, what)
+        c_geom = c_geometry(call_geometry)
         self = object.__new__(cls)
         self.service = service
         self._on_availability, self._on_subscription = on_availability, on_subscription
@@ -34,11 +42,11 @@ class Proxy(Child):
         self._pending: set[PendingCall] = set()
         key = _lib.register(self)
         params = _lib.sized(_lib.gwipc_proxy_params, on_availability=_lib.on_availability,
-                            on_subscription=_lib.on_suback, call_geometry=c_geometry(call_geometry),
+                            on_subscription=_lib.on_suback, call_geometry=c_geom,
                             userdata=key, destroy=_lib.on_destroy)
         lib = _lib.lib()
         h, err = _lib.ProxyP(), _lib.gwipc_error()
-        lib.gwipc_node_require(node._handle(), service._c(), params, ctypes.byref(h), err)
+        lib.gwipc_node_require(node._handle(), c_service, params, ctypes.byref(h), err)
         self._adopt(node, h, lib.gwipc_proxy_close)
         return self
 
@@ -58,18 +66,21 @@ class Proxy(Child):
         """Calls ``handler(sample)`` for each update of ``event`` (with
         ``initial_value``, a field's current value first). Subscribing
         again replaces the handler. The proxy keeps the handler."""
-        sub = _Subscription(self, handler)
+        event = _lib.event_id(event)
+        sub = _Subscription(self, _lib.callback(handler, "handler"))
         _lib.lib().gwipc_proxy_subscribe(self._handle(), event, int(initial_value), _lib.on_sample, sub.key,
                                          _lib.on_destroy)
         self._subs[event] = sub
 
     def unsubscribe(self, event: int) -> None:
         """Ends the subscription: no handler call starts after this returns."""
+        event = _lib.event_id(event)
         _lib.lib().gwipc_proxy_unsubscribe(self._handle(), event)
         self._subs.pop(event, None)
 
     def subscription_state(self, event: int) -> SubscriptionState | None:
         """The subscription's state, or None if ``event`` is not subscribed."""
+        event = _lib.event_id(event)
         state = ctypes.c_int()
         try:
             _lib.lib().gwipc_proxy_subscription_state(self._handle(), event, ctypes.byref(state))
@@ -81,12 +92,13 @@ class Proxy(Child):
         """Asks for a field's current value; it arrives at the handler with
         ``requested`` set. The event must be subscribed and the service
         available."""
-        _lib.lib().gwipc_proxy_request_update(self._handle(), event)
+        _lib.lib().gwipc_proxy_request_update(self._handle(), _lib.event_id(event))
 
     # ---- methods -----------------------------------------------------------
 
     def send(self, method: int, data: Any = b"") -> None:
         """Calls ``method`` without a reply (fire-and-forget)."""
+        method = _lib.method_id(method)
         ptr, n, keep = _lib.buffer_arg(data)
         _lib.lib().gwipc_proxy_send(self._handle(), method, ptr, n)
 
@@ -100,6 +112,8 @@ class Proxy(Child):
         QuotaError (the provider's middleware), UnknownMethodError,
         TooLargeError, ClosedError, and DeadlockError from a callback of
         the node (use :meth:`call_async` there)."""
+        method = _lib.method_id(method)
+        _lib.buffer_arg(data)  # a wrong type raises before any wait
         node = self._node
         if node._loop_thread == threading.get_ident():
             raise _errors.error(-6, "Proxy.call from a callback of the same node: use call_async")
@@ -127,12 +141,15 @@ class Proxy(Child):
         awaitable :class:`PendingCall`. Fails at once with
         NotAvailableError, NoSlotError, UnknownMethodError, TooLargeError,
         ClosedError."""
+        method = _lib.method_id(method)
+        wait = _lib.usec(timeout) if timeout else 0
+        if callback is not None:
+            _lib.callback(callback, "callback")
         ptr, n, keep = _lib.buffer_arg(data)
-        pending = PendingCall(self, callback)
+        pending = PendingCall._make(self, callback)
         call_id = ctypes.c_uint64()
         try:
-            _lib.lib().gwipc_proxy_call_async(self._handle(), method, ptr, n,
-                                              _lib.usec(timeout) if timeout else 0, _lib.on_reply,
+            _lib.lib().gwipc_proxy_call_async(self._handle(), method, ptr, n, wait, _lib.on_reply,
                                               pending.key, _lib.on_destroy, ctypes.byref(call_id))
         except BaseException:
             self._pending.discard(pending)
@@ -142,7 +159,7 @@ class Proxy(Child):
 
     # ---- callbacks (see _lib's trampolines) ---------------------------------
 
-    def availability(self, proxy: Any, available: int) -> None:
+    def _cb_availability(self, proxy: Any, available: int) -> None:
         up = bool(available)
         waiters, self._availability_waiters = self._availability_waiters, []
         for w in waiters:
@@ -150,7 +167,7 @@ class Proxy(Child):
         if self._on_availability is not None:
             self._on_availability(up)
 
-    def suback(self, proxy: Any, event: int, status: int) -> None:
+    def _cb_suback(self, proxy: Any, event: int, status: int) -> None:
         if self._on_subscription is not None:
             self._on_subscription(event, status)
 
@@ -173,17 +190,17 @@ class _Subscription:
         self.proxy, self.handler = proxy, handler
         self.key = _lib.register(self)
 
-    def sample(self, proxy: Any, borrowed: Any) -> None:
-        s = Sample(borrowed)
+    def _cb_sample(self, proxy: Any, borrowed: Any) -> None:
+        s = Sample._make(borrowed)
         try:
             self.handler(s)
         finally:
             s._delivered()
 
-    def fail(self, exc: BaseException) -> None:
-        self.proxy.fail(exc)
+    def _cb_fail(self, exc: BaseException) -> None:
+        self.proxy._cb_fail(exc)
 
-    def destroyed(self) -> None:
+    def _cb_destroyed(self) -> None:
         pass
 
 
@@ -195,7 +212,22 @@ class PendingCall:
     and ``await pending`` in asyncio code (cancelling the awaiting task
     cancels the call)."""
 
-    def __init__(self, proxy: Proxy, callback: Callable[["PendingCall"], Any] | None) -> None:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        raise TypeError(f"gwipc.{type(self).__name__} objects are made by gwipc, not by calling the class")
+
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        # copy.copy() would duplicate the state that says which memory is
+        # still valid (a copy made in the handler read the slot after it),
+        # and pickle cannot carry it to another process.
+        raise TypeError(f"gwipc.{type(self).__name__} objects cannot be copied or pickled")
+
+    @classmethod
+    def _make(cls, proxy: Proxy, callback: Callable[["PendingCall"], Any] | None) -> "PendingCall":
+        self = object.__new__(cls)
+        self._init(proxy, callback)
+        return self
+
+    def _init(self, proxy: Proxy, callback: Callable[["PendingCall"], Any] | None) -> None:
         self.proxy = proxy
         self.id = 0
         self._done = False
@@ -206,6 +238,8 @@ class PendingCall:
         proxy._pending.add(self)
 
     def done(self) -> bool:
+        """True once the call completed (replied, failed, timed out,
+        cancelled, or its node closed)."""
         return self._done
 
     def result(self, timeout: float | None = None) -> bytes:
@@ -217,6 +251,7 @@ class PendingCall:
         return self._reply
 
     def exception(self) -> BaseException | None:
+        """The call's error once done (None on success or while pending)."""
         return self._error
 
     def cancel(self) -> bool:
@@ -233,12 +268,15 @@ class PendingCall:
     def add_done_callback(self, fn: Callable[["PendingCall"], Any]) -> None:
         """fn(self) once done (at once if it is), on the thread that
         completes it."""
+        _lib.callback(fn, "fn")
         if self._done:
             fn(self)
         else:
             self._callbacks.append(fn)
 
     def __await__(self) -> Generator[Any, None, bytes]:
+        """``await pending``: the reply (or the call's error), from a
+        coroutine whose loop drives the node (gwipc.aio.attach)."""
         import asyncio
 
         loop = asyncio.get_running_loop()
@@ -264,7 +302,7 @@ class PendingCall:
 
     # ---- callbacks (see _lib's trampolines) ---------------------------------
 
-    def reply(self, proxy: Any, call_id: int, reply: Any, err: Any) -> None:
+    def _cb_reply(self, proxy: Any, call_id: int, reply: Any, err: Any) -> None:
         data = b""
         if reply:
             r = reply.contents
@@ -274,13 +312,16 @@ class PendingCall:
     def _complete(self, data: bytes, error: BaseException | None) -> None:
         self._reply, self._error, self._done = data, error, True
         callbacks, self._callbacks = self._callbacks, []
-        for fn in callbacks:
-            fn(self)
+        for fn in callbacks:  # every one runs (an awaiting task's among them), whichever raises
+            try:
+                fn(self)
+            except BaseException as exc:  # noqa: BLE001 - re-raised from the dispatch
+                self._cb_fail(exc)
 
-    def fail(self, exc: BaseException) -> None:
-        self.proxy.fail(exc)
+    def _cb_fail(self, exc: BaseException) -> None:
+        self.proxy._cb_fail(exc)
 
-    def destroyed(self) -> None:
+    def _cb_destroyed(self) -> None:
         self.proxy._pending.discard(self)
         if not self._done:  # the node closed first
             self._complete(b"", _errors.error(-4, "the node closed before the call completed"))

@@ -19,6 +19,7 @@ from __future__ import annotations
 import ctypes
 import inspect
 import sys
+import threading
 import weakref
 from typing import Any
 
@@ -59,9 +60,9 @@ def _released(what: str) -> _errors.GwipcError:
 
 
 class _SampleHold:
-    """Keeps the memory of a sample's views valid; once kept, its finalizer
-    releases the C sample when the last reference (the Sample's, or a
-    view's) goes."""
+    """Keeps the memory of a sample's views valid: it keeps the C sample
+    when made (inside the handler) and its finalizer releases it when the
+    last reference (the Sample's, or a view's) goes."""
 
     __slots__ = ("__weakref__", "_finalizer")
 
@@ -70,6 +71,15 @@ class _SampleHold:
         kept = _lib.gwipc_sample()
         lib.gwipc_sample_keep(borrowed, kept)
         self._finalizer = weakref.finalize(self, lib.gwipc_sample_release, kept)
+        # Not at interpreter exit: a view may still be read after that (by an
+        # atexit handler registered earlier, a daemon thread, a callback run
+        # by a node's close at exit), and the process frees the slot anyway.
+        self._finalizer.atexit = False
+
+
+# Orders a view made on another thread against the end of the delivery
+# (Sample._delivered), so the borrowed memory is never read after it.
+_state = threading.RLock()
 
 
 class Sample:
@@ -86,10 +96,25 @@ class Sample:
     (:meth:`tobytes`) what you keep for long.
     """
 
-    __slots__ = ("event", "seq", "requested", "_addr", "_len", "_borrowed", "_hold", "_weak", "_released",
-                 "__weakref__")
+    __slots__ = ("event", "seq", "requested", "_addr", "_len", "_borrowed", "_hold", "_live", "_weak",
+                 "_released", "__weakref__")
 
-    def __init__(self, borrowed: Any) -> None:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        raise TypeError(f"gwipc.{type(self).__name__} objects are made by gwipc, not by calling the class")
+
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        # copy.copy() would duplicate the state that says which memory is
+        # still valid (a copy made in the handler read the slot after it),
+        # and pickle cannot carry it to another process.
+        raise TypeError(f"gwipc.{type(self).__name__} objects cannot be copied or pickled")
+
+    @classmethod
+    def _make(cls, borrowed: Any) -> "Sample":
+        self = object.__new__(cls)
+        self._init(borrowed)
+        return self
+
+    def _init(self, borrowed: Any) -> None:
         s = borrowed.contents
         self.event: int = s.event
         self.seq: int = s.seq
@@ -98,7 +123,8 @@ class Sample:
         self._len: int = s.len
         self._borrowed = borrowed  # valid while the callback runs
         self._hold: _SampleHold | None = None  # once kept
-        self._weak: Any = None  # the hold of views made before a keep
+        self._live: _SampleHold | None = None  # the hold made during the delivery, until it ends
+        self._weak: Any = None  # the hold of the views made so far
         self._released = False
 
     def __len__(self) -> int:
@@ -106,22 +132,32 @@ class Sample:
 
     @property
     def data(self) -> memoryview:
-        """The payload: a read-only memoryview of shared memory."""
-        return view(self._addr, self._len, self._current_hold(), writable=False)
+        """The payload: a read-only memoryview of shared memory (a copy,
+        when the sample can no longer be kept: its node closed inside the
+        handler, or it is read on another thread while the handler runs)."""
+        with _state:
+            try:
+                hold = self._current_hold()
+            except _errors.GwipcError:
+                if self._released or self._borrowed is None:
+                    raise
+                return memoryview(ctypes.string_at(self._addr, self._len))
+            return view(self._addr, self._len, hold, writable=False)
 
     def tobytes(self) -> bytes:
         """A copy of the payload."""
-        self._current_hold()
-        return ctypes.string_at(self._addr, self._len) if self._len else b""
+        with _state:
+            if self._released or (self._hold is None and self._borrowed is None):
+                raise _released("sample")
+            return ctypes.string_at(self._addr, self._len) if self._len else b""
 
     def keep(self) -> "Sample":
         """Keeps the sample past its handler (only inside it); returns self."""
-        if self._hold is None:
-            if self._released or self._borrowed is None:
-                raise _released("sample")
-            hold = self._current_hold()
-            hold.keep(self._borrowed)
-            self._hold = hold
+        with _state:
+            if self._hold is None:
+                if self._released or self._borrowed is None:
+                    raise _released("sample")
+                self._hold = self._current_hold()
         return self
 
     def release(self) -> None:
@@ -131,9 +167,18 @@ class Sample:
 
     @property
     def kept(self) -> bool:
+        """True between keep() and release()."""
         return self._hold is not None
 
     def _current_hold(self) -> _SampleHold:
+        """The hold of the views (with _state held). Made, and the C sample
+        kept at once, for the first view inside the handler: a view that
+        escapes the handler must not depend on keeping it afterwards, when
+        the node may be closed (a close from the handler itself). The
+        delivery holds it to its end, so the C sample is kept once and
+        released at most once: a release inside the handler would give the
+        slot back while it is delivered, and a second keep of the same
+        delivery names the released handle."""
         if self._released:
             raise _released("sample")
         hold = self._hold or (self._weak() if self._weak is not None else None)
@@ -141,17 +186,20 @@ class Sample:
             if self._borrowed is None:
                 raise _released("sample")
             hold = _SampleHold()
+            hold.keep(self._borrowed)
             self._weak = weakref.ref(hold)
+            self._live = hold
         return hold
 
     def _delivered(self) -> None:
-        """The handler returned: views that escaped it keep the sample."""
-        if self._hold is None:
-            escaped = self._weak() if self._weak is not None else None
-            if escaped is not None:
-                escaped.keep(self._borrowed)
-            self._released = True
-        self._borrowed = None
+        """The handler returned: a sample not kept is released (views made
+        in the handler keep their own hold)."""
+        with _state:
+            if self._hold is None:
+                self._released = True
+            self._borrowed = None
+            live, self._live = self._live, None
+        del live  # outside the lock: the last reference runs the C release
 
     def __enter__(self) -> "Sample":
         return self

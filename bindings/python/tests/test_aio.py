@@ -112,3 +112,13 @@ class Aio(AioTest):
                             break
                 return seqs
         self.assertEqual(self.run_async(main()), list(range(1, n + 1)))
+
+
+class Attach(AioTest):
+    def test_exit_removes_the_reader_of_a_node_closed_inside(self) -> None:
+        async def main() -> bool:
+            fd = self.consumer.fileno()
+            async with gwipc.aio.attach(self.consumer):
+                self.consumer.close()
+            return asyncio.get_running_loop().remove_reader(fd)  # False: nothing left to remove
+        self.assertFalse(self.run_async(main()))

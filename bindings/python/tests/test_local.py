@@ -499,3 +499,85 @@ class Lifetime(TempDirTest):
                 gc.collect()
                 self.assertEqual([r() for r in refs], [None] * len(refs))
                 self.assertFalse(os.path.exists(sock))  # the listener closed and removed its socket
+
+
+class Options(TempDirTest):
+    """Node options and answers the other tests do not reach."""
+
+    def test_node_is_a_context_manager(self) -> None:
+        with gwipc.Node.listen(self.path("cm.sock")) as node:
+            self.assertFalse(node.closed)
+            self.assertGreaterEqual(node.fileno(), 0)
+        self.assertTrue(node.closed)
+        self.assertFalse(os.path.exists(self.path("cm.sock")))
+
+    def test_peer_callbacks_and_the_logger(self) -> None:
+        import logging
+        records: list[str] = []
+
+        class Collect(logging.Handler):
+            def emit(self, record: logging.LogRecord) -> None:
+                records.append(record.getMessage())
+        logger = logging.getLogger("gwipc.test.options")
+        logger.addHandler(Collect())
+        logger.propagate = False
+        events: list[tuple[str, object]] = []
+        sock = self.path("peers.sock")
+        a = gwipc.Node.listen(sock, allow_uids=[os.getuid() + 1], allow_gids=[os.getgid() + 1], logger=logger,
+                              log_level=gwipc.LogLevel.DEBUG,
+                              on_peer_connected=lambda p: events.append(("connected", p.pid)),
+                              on_peer_disconnected=lambda p, why: events.append(("gone", why)))
+        self.addCleanup(a.close)
+        b = gwipc.Node.dial(sock)
+        self.addCleanup(b.close)
+        # Neither our uid nor our gid is allowed: refused, and logged.
+        pump(a, b, until=lambda: any("not allowed" in r for r in records))
+        self.assertEqual(events, [])
+        a.close()
+        a = gwipc.Node.listen(sock, allow_uids=[os.getuid()],
+                              on_peer_connected=lambda p: events.append(("connected", p.pid)),
+                              on_peer_disconnected=lambda p, why: events.append(("gone", why)))
+        self.addCleanup(a.close)
+        pump(a, b, until=lambda: events)
+        self.assertEqual(events, [("connected", os.getpid())])
+        b.close()
+        pump(a, until=lambda: len(events) == 2)
+        self.assertEqual(events[1], ("gone", None))  # an orderly goodbye: no error
+
+    def test_a_dialler_sizes_its_reply_pool(self) -> None:
+        sock = self.path("lim.sock")
+        a = gwipc.Node.listen(sock, limits=gwipc.Limits(services=1), max_peers=(1, 1))
+        self.addCleanup(a.close)
+        b = gwipc.Node.dial(sock, pools=[gwipc.Pool(SVC.id, gwipc.PoolKind.REPLY, gwipc.Geometry(512, 2))])
+        self.addCleanup(b.close)
+        a.offer(SVC, methods=1, on_call=lambda c: b"x" * 600)  # beyond the dialler's 512-byte reply slots
+        proxy = b.require(SVC)
+        pump(a, b, until=lambda: proxy.available)
+        pending = proxy.call_async(0, b"", timeout=TIMEOUT)
+        with self.assertRaises(gwipc.TooLargeError):  # the provider's reply did not fit
+            pump(a, b, until=pending.done)
+        pump(a, b, until=pending.done)
+        with self.assertRaises(gwipc.AppError):
+            pending.result(0)
+
+    def test_a_call_answered_later_from_another_thread(self) -> None:
+        a, b = pair(self)
+        held: list[gwipc.Call] = []
+        a.offer(SVC, methods=1, on_call=held.append)
+        proxy = b.require(SVC)
+        pump(a, b, until=lambda: proxy.available)
+        ok = proxy.call_async(0, b"one", timeout=TIMEOUT)
+        failed = proxy.call_async(0, b"two", timeout=TIMEOUT)
+        pump(a, b, until=lambda: len(held) == 2)
+        t = threading.Thread(target=lambda: (held[0].reply(b"late " + held[0].data),
+                                             held[1].fail(9, b"no " + held[1].data)))
+        t.start()
+        t.join(TIMEOUT)
+        self.assertTrue(held[0].answered and held[1].answered)
+        pump(a, b, until=lambda: ok.done() and failed.done())
+        self.assertEqual(ok.result(0), b"late one")
+        with self.assertRaises(gwipc.AppError) as cm:
+            failed.result(0)
+        self.assertEqual((cm.exception.app_code, cm.exception.data), (9, b"no two"))
+        with self.assertRaises(gwipc.CallDoneError):
+            held[0].reply(b"again")
