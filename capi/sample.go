@@ -26,7 +26,9 @@ func beginDelivery[T any](st *node, c *current[T], v T) uint64 {
 
 // keepDelivery is gwipc_sample_keep and gwipc_reply_keep: private names
 // the borrowed struct; keep keeps the engine's object and returns it.
-// Keeping it twice gives the same handle.
+// Keeping it twice gives the same handle, while that handle is not
+// released: once it is, the delivery's slot is given back and it cannot
+// be kept again.
 func keepDelivery[T any](private *[2]C.uint64_t, which func(*node) *current[T], k func(T) bool,
 	kind handles.Kind) (uint64, error) {
 	var serial uint64
@@ -36,6 +38,11 @@ func keepDelivery[T any](private *[2]C.uint64_t, which func(*node) *current[T], 
 			return errBadHandle
 		}
 		if c.kept != 0 {
+			ref, ok := registry.Acquire(c.kept, kind)
+			if !ok {
+				return errBadHandle // kept, then released
+			}
+			ref.Release()
 			serial = c.kept
 			return nil
 		}

@@ -1,12 +1,14 @@
 package engine
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -590,6 +592,56 @@ func TestCloseReleasesUnansweredCalls(t *testing.T) {
 	require.NoError(t, l.Close())
 	assert.Zero(t, readOnlyMappings(t, calls), "gone with Close, though the call was never answered")
 	assert.ErrorIs(t, c.Reply(nil), ErrClosed)
+}
+
+// Close from another goroutine while OnCall runs waits for it before it
+// unmaps anything: the request the callback is reading stays mapped until
+// the callback returns (it used to be unmapped under the callback's feet:
+// a SIGSEGV in a C on_call reading call->data).
+func TestCloseFromAnotherGoroutineKeepsARunningCallsRequestMapped(t *testing.T) {
+	path := socketPath(t)
+	svc := ServiceID{Interface: Interface{ID: "close.during.call", Major: 1}, Instance: "only-here"}
+	l, err := Listen(path, nil)
+	require.NoError(t, err)
+	ran := make(chan error, 1)
+	go func() { ran <- l.Run(context.Background()) }()
+	request := bytes.Repeat([]byte("r"), 1000)
+	inCall := make(chan struct{})
+	read := make(chan error, 1)
+	_, err = l.Offer(svc, &OfferConfig{Methods: 1, OnCall: func(c Call) {
+		close(inCall)
+		// Close has begun: it set the flag and the teardown would now
+		// take the node's lock, as it did before it waited.
+		deadline := time.Now().Add(waitFor)
+		for !l.closedFlag.Load() && time.Now().Before(deadline) {
+			runtime.Gosched()
+		}
+		l.mu.Lock()
+		//lint:ignore SA2001 the teardown's lock, taken and left: it is done, if it did not wait
+		l.mu.Unlock()
+		calls := poolName(svc) + "-calls"
+		if readOnlyMappings(t, calls) != 1 {
+			read <- errors.New("the caller's pool was unmapped while OnCall ran")
+			return
+		}
+		if !bytes.Equal(c.Data(), request) {
+			read <- errors.New("the request changed under OnCall")
+			return
+		}
+		read <- nil
+	}})
+	require.NoError(t, err)
+	d := dial(t, path, nil)
+	px, err := d.Require(svc, nil)
+	require.NoError(t, err)
+	eventually(t, px.Available, "available")
+	_, err = px.CallAsync(0, request, CallOptions{}, func(Reply, error) {})
+	require.NoError(t, err)
+	recvWithin(t, inCall, "OnCall")
+	require.NoError(t, l.Close())
+	require.NoError(t, recvWithin(t, read, "OnCall's verdict"))
+	assert.Zero(t, readOnlyMappings(t, poolName(svc)+"-calls"), "unmapped once Close returned")
+	assert.NoError(t, recvWithin(t, ran, "Run's end"))
 }
 
 // The authorizer runs inside Dispatch but outside the node's lock: it may

@@ -568,6 +568,15 @@ func (n *Node) Close() error {
 	}
 	n.closed = true // first: teardown below releases what closing nodes hold
 	n.closedFlag.Store(true)
+	n.mu.Unlock()
+	// A dispatch in progress runs no further callback once closedFlag is
+	// set, and returns when woken; the callback it may be running still
+	// reads what it was handed (a call's request in the caller's pool, a
+	// sample), so the teardown waits for it to leave. From a callback of
+	// this node it cannot: that callback's dispatch ends after it.
+	n.poller.Wake()
+	n.waitDispatcher()
+	n.mu.Lock()
 	for _, o := range n.offers {
 		o.closeLocked()
 	}
@@ -589,8 +598,6 @@ func (n *Node) Close() error {
 	n.mu.Unlock()
 	n.emitLogs(logs)
 
-	// Closing the poller wakes a dispatcher blocked in it; that Dispatch
-	// then returns ErrClosed.
 	var errs []error
 	if n.endpoint != nil {
 		errs = append(errs, n.endpoint.Close())
@@ -599,7 +606,6 @@ func (n *Node) Close() error {
 		errs = append(errs, n.listener.Close())
 	}
 	errs = append(errs, n.poller.Close())
-	n.waitDispatcher()
 	return errors.Join(errs...)
 }
 

@@ -44,8 +44,10 @@
  * says it is zero-copy. Memory the library returns (JSON, responses) is
  * owned: free it with gwipc_free().
  *
- * Time.  Durations are int64_t microseconds. 0 means do not wait;
- * GWIPC_FOREVER (-1) means no limit.
+ * Time.  Durations are int64_t microseconds. For a wait (a timeout
+ * argument), 0 means do not wait and GWIPC_FOREVER (-1) means no limit.
+ * The durations a gwipc_config_set_* function takes are settings, not
+ * waits: each says what 0 means, and none accepts GWIPC_FOREVER.
  *
  * ------------------------------------------------------------------------
  * Threads
@@ -360,9 +362,11 @@ GWIPC_API int gwipc_config_set_name(gwipc_config *cfg, const char *name);
 GWIPC_API int gwipc_config_set_socket_mode(gwipc_config *cfg, uint32_t mode);
 /* The largest control packet accepted, in [4096, 65536] (default 65536). */
 GWIPC_API int gwipc_config_set_max_packet(gwipc_config *cfg, uint32_t bytes);
-/* The handshake deadline (default 5 s). */
+/* The handshake deadline (default 5 s; 0: the default). A handshake must
+ * end: GWIPC_FOREVER is GWIPC_E_INVAL. */
 GWIPC_API int gwipc_config_set_handshake_timeout(gwipc_config *cfg, int64_t usec);
-/* A dialler's reconnect back-off bounds (defaults 10 ms and 2 s). */
+/* A dialler's reconnect back-off bounds (defaults 10 ms and 2 s; 0: the
+ * default); GWIPC_E_INVAL if max_usec < min_usec or either is negative. */
 GWIPC_API int gwipc_config_set_reconnect(gwipc_config *cfg, int64_t min_usec, int64_t max_usec);
 /* Bytes queued for a peer that does not read before it is dropped (4 MiB). */
 GWIPC_API int gwipc_config_set_max_output(gwipc_config *cfg, uint64_t bytes);
@@ -746,8 +750,10 @@ GWIPC_API int gwipc_proxy_request_update(gwipc_proxy *proxy, uint16_t event);
 
 /* Keeps the sample being delivered (only inside its callback) into *kept
  * (caller storage, kept = 1): its slot stays held until
- * gwipc_sample_release. Copies of *kept name the same sample. Errors:
- * GWIPC_E_BADHANDLE (not the sample being delivered). Since 0.2. */
+ * gwipc_sample_release. Copies of *kept name the same sample; keeping it
+ * again gives the same handle, unless it was released meanwhile. Errors:
+ * GWIPC_E_BADHANDLE (not the sample being delivered, or kept and released
+ * already). Since 0.2. */
 GWIPC_API int gwipc_sample_keep(const gwipc_sample *sample, gwipc_sample *kept);
 
 /* Releases a kept sample (any thread); later releases of it or of copies do
@@ -785,7 +791,10 @@ GWIPC_API int gwipc_proxy_send(gwipc_proxy *proxy, uint16_t method, const void *
 GWIPC_API int gwipc_proxy_cancel(gwipc_proxy *proxy, gwipc_call_id id);
 
 /* Keeps a borrowed reply (only inside its completion callback) into *kept,
- * which is then owned (gwipc_reply_release). Since 0.2. */
+ * which is then owned (gwipc_reply_release). Keeping it again gives the
+ * same handle, unless it was released meanwhile. Errors: GWIPC_E_BADHANDLE
+ * (not the reply being delivered, or kept and released already). Since
+ * 0.2. */
 GWIPC_API int gwipc_reply_keep(const gwipc_reply *reply, gwipc_reply *kept);
 
 /* Releases an owned reply (any thread); later releases do nothing. NULL

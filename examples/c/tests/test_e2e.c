@@ -152,6 +152,42 @@ static void test_kept_samples_hold_slots_until_released(void)
     side_end();
 }
 
+/* Inside one callback: a second keep names the first keep's sample; once
+ * that is released the delivery cannot be kept again (it used to hand out
+ * the released handle, whose memory went with the proxy). */
+static struct {
+    int n, rc_again, rc_after_release, same;
+} KR;
+static void keep_release_keep(void *ud, gwipc_proxy *p, const gwipc_sample *s)
+{
+    (void)ud, (void)p;
+    gwipc_sample a, b, c;
+    if (gwipc_sample_keep(s, &a) != GWIPC_OK)
+        return;
+    KR.rc_again = gwipc_sample_keep(s, &b);
+    KR.same = KR.rc_again == GWIPC_OK && memcmp(a.private_, b.private_, sizeof a.private_) == 0;
+    gwipc_sample_release(&a);
+    KR.rc_after_release = gwipc_sample_keep(s, &c);
+    if (KR.rc_after_release == GWIPC_OK)
+        gwipc_sample_release(&c);
+    KR.n++;
+}
+
+static void test_a_released_keep_cannot_be_kept_again(void)
+{
+    consumer_side(-1, 0);
+    memset(&KR, 0, sizeof KR);
+    GWT_RC(gwipc_proxy_subscribe(S.p, GWT_EV_PLAIN, GWIPC_UPDATES, keep_release_keep, NULL, NULL), GWIPC_OK);
+    GWT_UNTIL(S.node, gwt_rec_suback(&S.rec, GWT_EV_PLAIN) == 0, 5 * SEC);
+    gwt_send(&S.prov, "pub 1");
+    GWT_UNTIL(S.node, KR.n == 1, 5 * SEC);
+    GWT_RC(KR.rc_again, GWIPC_OK);
+    GWT_CHECK(KR.same, "a second keep named another handle");
+    GWT_RC(KR.rc_after_release, GWIPC_E_BADHANDLE);
+    GWT_UNTIL(S.node, provider_holds(0), 5 * SEC); /* the slot went back once */
+    side_end();
+}
+
 /* Fields: the cached value at subscription, request_update (requested = 1),
  * and a resubscription gets the latest value. */
 static void test_field_initial_value_and_request_update(void)
@@ -1108,6 +1144,7 @@ int main(void)
         GWT_TEST(test_pending_call_completes_when_provider_dies),
         GWT_TEST(test_fd_readiness_alone_drives_timers_and_bursts),
         GWT_TEST(test_rings_off_or_small_with_spin),
+        GWT_TEST(test_a_released_keep_cannot_be_kept_again),
         GWT_TEST(test_fan_out_to_two_consumers),
         GWT_TEST(test_calls_answered_from_a_worker_thread),
         GWT_TEST(test_find_appear_and_disappear),

@@ -631,6 +631,9 @@ static void *ptr_out;
     X(set_max_packet_ok, IS(GWIPC_OK), gwipc_config_set_max_packet(F.cfg, 4096))                             \
     X(set_handshake_null, IS(GWIPC_E_INVAL), gwipc_config_set_handshake_timeout(NULL, 1000))                 \
     X(set_handshake_negative, IS(GWIPC_E_INVAL), gwipc_config_set_handshake_timeout(F.cfg, -5))              \
+    X(set_handshake_forever, IS(GWIPC_E_INVAL), gwipc_config_set_handshake_timeout(F.cfg, GWIPC_FOREVER))    \
+    X(set_reconnect_inverted, IS(GWIPC_E_INVAL), gwipc_config_set_reconnect(F.cfg, 2000, 1000))              \
+    X(set_spin_forever, IS(GWIPC_E_INVAL), gwipc_config_set_spin(F.cfg, GWIPC_FOREVER))                      \
     X(set_reconnect_null, IS(GWIPC_E_INVAL), gwipc_config_set_reconnect(NULL, 1000, 2000))                   \
     X(set_reconnect_negative, IS(GWIPC_E_INVAL), gwipc_config_set_reconnect(F.cfg, -5, 2000))                \
     X(set_spin_null, IS(GWIPC_E_INVAL), gwipc_config_set_spin(NULL, 100))                                    \

@@ -770,6 +770,51 @@ static volatile int bounded_runs, bounded_destroys;
 static void bounded_post(void *ud) { (void)ud, bounded_runs++; }
 static void bounded_destroy(void *ud) { (void)ud, bounded_destroys++; }
 
+/* gwipc_node_close from another thread while on_call reads its request:
+ * the close waits for the callback before it unmaps the caller's pool
+ * (it used to unmap first: SIGSEGV in on_call reading call->data). The
+ * callback reads the request again after the close has begun. */
+static volatile int oc_in, oc_closing, oc_ok;
+static char oc_req[1000];
+static void reading_on_call(void *ud, gwipc_offer *o, const gwipc_call *c)
+{
+    (void)ud, (void)o;
+    oc_in = 1;
+    for (int64_t dl = gwt_now_us() + 5 * SEC; !oc_closing && gwt_now_us() < dl;)
+        gwt_sleep_us(1000);
+    gwt_sleep_us(50000); /* the window the close used to unmap in */
+    oc_ok = c->len == sizeof oc_req && memcmp(c->data, oc_req, sizeof oc_req) == 0;
+}
+static void ignore_reply(void *ud, gwipc_proxy *p, gwipc_call_id id, const gwipc_reply *r, const gwipc_error *e)
+{
+    (void)ud, (void)p, (void)id, (void)r, (void)e;
+}
+
+static void test_node_close_from_another_thread_while_on_call_reads_its_request(void)
+{
+    char sock[256];
+    gwipc_node *a = gwt_listen(gwt_path(sock, sizeof sock, "oc.sock"), "oc-provider", NULL);
+    gwipc_node *b = gwt_dial(sock, "oc-consumer");
+    gwipc_service_id svc = gwt_service("oc");
+    gwipc_offer_params op = GWIPC_OFFER_PARAMS_INIT;
+    op.methods = 1, op.on_call = reading_on_call;
+    gwipc_offer *o = NULL;
+    gwipc_proxy *px = NULL;
+    gwipc_proxy_params pp = GWIPC_PROXY_PARAMS_INIT;
+    GWT_RC(gwipc_node_offer(a, &svc, &op, &o, NULL), GWIPC_OK);
+    GWT_RC(gwipc_node_require(b, &svc, &pp, &px, NULL), GWIPC_OK);
+    GWT_RC(gwipc_node_run_thread(a), GWIPC_OK); /* on_call runs on the library's thread */
+    GWT_UNTIL(b, gwipc_proxy_is_available(px) == 1, 10 * SEC);
+    memset(oc_req, 'r', sizeof oc_req);
+    oc_in = oc_closing = oc_ok = 0;
+    GWT_RC(gwipc_proxy_call_async(px, 0, oc_req, sizeof oc_req, 0, ignore_reply, NULL, NULL, NULL), GWIPC_OK);
+    GWT_UNTIL(b, oc_in, 5 * SEC);
+    oc_closing = 1;
+    gwt_node_close(a);
+    GWT_CHECK(oc_ok, "on_call read a changed request while the node closed");
+    gwt_node_close(b);
+}
+
 /* Pitfall 16: a close that drains forever. 1000 posted functions queued and
  * a peer that stopped reading (SIGSTOP): close "says goodbye to every peer
  * (without waiting for slow ones)" and returns at once; the queued
@@ -832,6 +877,7 @@ int main(void)
         GWT_TEST(test_unsubscribe_from_another_thread_stops_callbacks),
         GWT_TEST(test_run_and_run_thread),
         GWT_TEST(test_close_is_bounded_with_queued_work_and_a_stalled_peer),
+        GWT_TEST(test_node_close_from_another_thread_while_on_call_reads_its_request),
     };
     return GWT_RUN(tests);
 }
