@@ -276,7 +276,7 @@ class Node(Owned):
     def _configure(self, cfg: Any, lib: Any, *, name: str = "", status_path: Path_ | None = None,
                    status_mode: int = 0, rules: Iterable[Rule] = (), limits: Limits | None = None,
                    max_packet: int | None = None, handshake_timeout: float | None = None,
-                   max_output: int | None = None,
+                   max_output: int | None = None, spin: float | None = None, rings: int | None = None,
                    on_peer_connected: Callable[[PeerInfo], None] | None = None,
                    on_peer_disconnected: Callable[[PeerInfo, _errors.GwipcError | None], None] | None = None,
                    logger: logging.Logger | None = None, log_level: LogLevel = LogLevel.INFO) -> None:
@@ -287,7 +287,12 @@ class Node(Owned):
         file mode ``status_mode``; needed by :meth:`handle_command`);
         ``rules`` (access rules, :class:`gwipc.Rule`); ``limits``
         (:class:`gwipc.Limits`); ``max_packet``, ``handshake_timeout``
-        (seconds), ``max_output``; ``on_peer_connected(peer)`` and
+        (seconds), ``max_output``; ``spin`` (seconds, at most 1: how long
+        a dispatch with nothing to do polls the shared-memory rings before
+        it sleeps, for hand-offs without a wake-up at the cost of CPU;
+        default 0) and ``rings`` (entries per ring, a power of two in
+        [64, 65536], default 4096; 0 keeps every connection on the
+        socket); ``on_peer_connected(peer)`` and
         ``on_peer_disconnected(peer, error_or_None)``; ``logger`` (a
         :class:`logging.Logger` that gets the node's records at
         ``log_level`` and above, inside dispatch).
@@ -313,6 +318,10 @@ class Node(Owned):
             lib.gwipc_config_set_handshake_timeout(cfg, _lib.usec(handshake_timeout, "handshake_timeout"))
         if max_output is not None:
             lib.gwipc_config_set_max_output(cfg, _lib.integer(max_output, "max_output", _lib.U64))
+        if spin is not None:
+            lib.gwipc_config_set_spin(cfg, _lib.usec(spin, "spin"))
+        if rings is not None:
+            lib.gwipc_config_set_rings(cfg, _lib.integer(rings, "rings", _lib.U32))
         if on_peer_connected is not None or on_peer_disconnected is not None:
             self._on_connected = None if on_peer_connected is None else _lib.callback(on_peer_connected,
                                                                                       "on_peer_connected")

@@ -504,6 +504,32 @@ class Lifetime(TempDirTest):
 class Options(TempDirTest):
     """Node options and answers the other tests do not reach."""
 
+    def test_rings_and_spin(self) -> None:
+        # rings=0: everything on the socket; rings=64: small rings a burst
+        # fills; either with a spinning consumer. The status names the carrier.
+        for rings in (0, 64):
+            sock = self.path(f"rings{rings}.sock")
+            a = gwipc.Node.listen(sock)
+            self.addCleanup(a.close)
+            b = gwipc.Node.dial(sock, rings=rings, spin=0.0002)
+            self.addCleanup(b.close)
+            got: list[bytes] = []
+            offer = a.offer(SVC, events=1, methods=1, on_call=lambda c: c.data.upper())
+            proxy = b.require(SVC)
+            proxy.subscribe(0, lambda smp: got.append(smp.tobytes()))
+            pump(a, b, until=lambda: proxy.subscription_state(0) == gwipc.SubscriptionState.ACTIVE)
+            for i in range(100):
+                offer.publish(0, b"%d" % i, wait=TIMEOUT)
+                pump(a, b, until=lambda: len(got) == i + 1)
+            self.assertEqual(got, [b"%d" % i for i in range(100)])
+            pending = proxy.call_async(0, b"abc", timeout=TIMEOUT)
+            pump(a, b, until=pending.done)
+            self.assertEqual(pending.result(0), b"ABC")
+            self.assertEqual([p["ring"] for p in b.status()["peers"]], [rings > 0], f"rings={rings}")
+        for bad in ({"rings": 100}, {"rings": 32}, {"rings": 1 << 17}, {"spin": 2.0}, {"spin": float("inf")}):
+            with self.assertRaises(gwipc.InvalidArgumentError, msg=str(bad)):
+                gwipc.Node.dial(self.path("bad.sock"), **bad)
+
     def test_node_is_a_context_manager(self) -> None:
         with gwipc.Node.listen(self.path("cm.sock")) as node:
             self.assertFalse(node.closed)
