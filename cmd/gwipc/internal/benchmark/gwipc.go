@@ -400,7 +400,12 @@ func gwipcSub(a args, v gwVariant) (result, error) {
 
 // gwipcCall is the rtt caller.
 func gwipcCall(a args, v gwVariant) (result, error) {
-	node, err := dial(a.Path, v.config("bench-call"))
+	cfg := v.config("bench-call")
+	// The replies are as large as the requests: the provider sizes this
+	// binding's reply pool by the dialler's hint.
+	cfg.Pools = []engine.PoolConfig{{ServiceID: benchSvc.Interface.ID, Kind: engine.ReplyPool,
+		Geometry: shm.Geometry{SlotSize: uint32(a.Size), SlotCount: uint32(a.Slots)}}}
+	node, err := dial(a.Path, cfg)
 	if err != nil {
 		return result{}, err
 	}
@@ -476,8 +481,11 @@ func gwipcServe(a args, v gwVariant) (result, error) {
 		Geometry: shm.Geometry{SlotSize: uint32(a.Size), SlotCount: uint32(a.Slots)},
 		OnCall: func(c engine.Call) {
 			_, err := r.got(c.Data())
-			if rerr := c.Reply(c.Data()); err == nil {
-				err = rerr
+			if rerr := c.Reply(c.Data()); rerr != nil {
+				_ = c.Fail(1, nil) // the caller fails now, not at its timeout
+				if err == nil {
+					err = rerr
+				}
 			}
 			if err != nil && failure == nil {
 				failure = err

@@ -61,7 +61,7 @@ var sections = []*section{
 	{
 		key:      "rtt",
 		title:    "method round trip, µs: request and reply of the same size, one call in flight",
-		scenario: scenarioRTT, sizes: []int{64, 64 * kib}, quickSizes: []int{64},
+		scenario: scenarioRTT, sizes: []int{64, 64 * kib}, quickSizes: []int{64, 64 * kib},
 		modes:     []string{modeCopy},
 		baselines: []func(*section, int) contender{udsBaseline, libqbBaseline, zmqBaseline},
 	},
