@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ctypes
-import functools
 import json
 import logging
 import os
@@ -57,35 +56,6 @@ class _Loop:
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.thread: int | None = None
-
-
-#: How long a close from another thread waits for the node's loop to leave
-#: the library before closing anyway (as long as the callback running then).
-_CLOSE_WAIT = 10.0
-
-
-def _close_node(loop: _Loop, close: Callable[[Any], Any], handle: Any) -> None:
-    """Closes a node (its box already marked closed) once no dispatch of it
-    runs on another thread. The library's close waits for such a dispatch
-    too, but it tears the node down first, unmapping what the callback in
-    progress may still read: the payload of a call being delivered
-    (``gwipc_call.data``). So the loop is woken (a no-op post: key 0 has no
-    handler), it leaves at its next step, seeing the node closed, and the
-    library closes a node nobody dispatches. From a callback of the node
-    (its loop is this thread) the library's close returns at once."""
-    if loop.thread != threading.get_ident():
-        try:
-            _lib.lib().gwipc_node_post(handle, _lib.on_post, None, _lib.on_destroy)
-        except Exception:  # noqa: BLE001 - closed already, or forked: the close below goes on
-            pass
-        got = loop.lock.acquire(timeout=_CLOSE_WAIT)
-        try:
-            close(handle)
-        finally:
-            if got:
-                loop.lock.release()
-        return
-    close(handle)
 
 
 class Owned:
@@ -253,7 +223,7 @@ class Node(Owned):
             getattr(lib, open_fn)(c_path, cfg, ctypes.byref(h), err)
         finally:
             lib.gwipc_config_free(cfg)
-        node._own(h, functools.partial(_close_node, node._ls, lib.gwipc_node_close))
+        node._own(h, lib.gwipc_node_close)
         node._fd = lib.gwipc_node_fd(h)
         return node
 
@@ -592,7 +562,7 @@ class Node(Owned):
         assert self._box is not None
         self._box.closed = True
         self._children.clear()
-        _close_node(self._ls, lambda handle: _lib.lib().gwipc_node_shutdown(handle, wait), h)
+        _lib.lib().gwipc_node_shutdown(h, wait)
 
     def __repr__(self) -> str:
         return f"<gwipc.Node fd={getattr(self, '_fd', None)}{' closed' if self._closed else ''}>"
