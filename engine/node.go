@@ -555,7 +555,10 @@ func (n *Node) Post(fn func()) error {
 // samples and replies stay readable until released.
 //
 // Close waits for a Dispatch (or Run) in progress on another goroutine to
-// return, and no callback runs after Close returns. Called from one of the
+// return before it tears anything down: the callback such a dispatch is
+// running may go on reading what it was handed (a call's request, a
+// sample), and no further callback runs. No callback runs after Close
+// returns. Called from one of the
 // node's own callbacks, it returns at once and the dispatch ends after that
 // callback. Close is idempotent; afterwards every call returns ErrClosed.
 // Shutdown is the graceful variant.

@@ -439,8 +439,10 @@ GWIPC_API int gwipc_node_dial(const char *path, const gwipc_config *cfg, gwipc_n
 /* Closes the node: withdraws its offers, closes its proxies and finders,
  * says goodbye to every peer (without waiting for slow ones), closes the
  * connections and frees every resource. Their handles become stale
- * (GWIPC_E_BADHANDLE); the node handle too. Waits for a dispatch running on
- * another thread; from a callback it returns at once. Destroy callbacks
+ * (GWIPC_E_BADHANDLE); the node handle too. A dispatch running on another
+ * thread finishes the callback in progress (whose borrowed data stays
+ * valid until it returns) and runs no other; the close waits for it before
+ * freeing anything. From a callback it returns at once. Destroy callbacks
  * still due run before it returns. NULL ok. Since 0.2. */
 GWIPC_API void gwipc_node_close(gwipc_node *node);
 
