@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar, Union
 
 from . import _errors, _lib
+from ._made import Made
 from ._types import Action, FindEvent, Geometry, Limits, LogLevel, PeerInfo, Pool, PoolKind, Rule, ServiceID
 
 if TYPE_CHECKING:
@@ -58,7 +59,7 @@ class _Loop:
         self.thread: int | None = None
 
 
-class Owned:
+class Owned(Made):
     """An object that owns one C handle, closed exactly once: by
     :meth:`close`, or by its finalizer when it is collected or the
     interpreter exits. It is a context manager."""
@@ -89,12 +90,6 @@ class Owned:
             raise _errors.error(-4, f"{type(self).__name__} is closed")
         assert self._box is not None
         return self._box.handle
-
-    def __reduce_ex__(self, protocol: Any) -> Any:
-        # copy.copy() would duplicate the state that says which memory is
-        # still valid (a copy made in the handler read the slot after it),
-        # and pickle cannot carry it to another process.
-        raise TypeError(f"gwipc.{type(self).__name__} objects cannot be copied or pickled")
 
     def __enter__(self: _O) -> _O:
         return self
@@ -570,9 +565,6 @@ class Node(Owned):
 
 class Finder(Child):
     """A find watch (:meth:`Node.find`); :meth:`close` stops it."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        raise TypeError(f"gwipc.{type(self).__name__} objects are made by gwipc, not by calling the class")
 
     @classmethod
     def _create(cls, node: Node, interface: str, major: int, min_minor: int, instance: str,

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from . import _errors, _lib
+from ._made import Made
 from ._types import Geometry, ServiceID, c_geometry
 from .node import Child, Node
 from .sample import view
@@ -36,9 +37,6 @@ class Offer(Child):
     - ``on_update_request(event)``: a peer wants a field's current value
       and none is cached: publish it.
     """
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        raise TypeError(f"gwipc.{type(self).__name__} objects are made by gwipc, not by calling the class")
 
     @classmethod
     def _create(cls, node: Node, service: ServiceID, *, events: int, methods: int, fields: tuple[int, ...],
@@ -136,7 +134,7 @@ class Offer(Child):
         return f"<gwipc.Offer {self.service}{' closed' if self.closed else ''}>"
 
 
-class Call:
+class Call(Made):
     """A method call received by an offer.
 
     ``method``, ``peer`` (the caller's peer id), ``fire_and_forget`` and
@@ -146,15 +144,6 @@ class Call:
     """
 
     __slots__ = ("method", "peer", "fire_and_forget", "data", "_c", "_answered")
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        raise TypeError(f"gwipc.{type(self).__name__} objects are made by gwipc, not by calling the class")
-
-    def __reduce_ex__(self, protocol: Any) -> Any:
-        # copy.copy() would duplicate the state that says which memory is
-        # still valid (a copy made in the handler read the slot after it),
-        # and pickle cannot carry it to another process.
-        raise TypeError(f"gwipc.{type(self).__name__} objects cannot be copied or pickled")
 
     @classmethod
     def _make(cls, borrowed: Any) -> "Call":
@@ -236,7 +225,7 @@ def _discard(c_loan: Any) -> None:
         pass  # published, or its node closed: nothing to give back
 
 
-class Loan:
+class Loan(Made):
     """A slot lent for writing an event in place (:meth:`Offer.loan`).
 
     :attr:`buffer` is a writable memoryview of the whole slot
@@ -247,15 +236,6 @@ class Loan:
     loan is discarded on exit unless published; a loan that is collected
     is discarded.
     """
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        raise TypeError(f"gwipc.{type(self).__name__} objects are made by gwipc, not by calling the class")
-
-    def __reduce_ex__(self, protocol: Any) -> Any:
-        # copy.copy() would duplicate the state that says which memory is
-        # still valid (a copy made in the handler read the slot after it),
-        # and pickle cannot carry it to another process.
-        raise TypeError(f"gwipc.{type(self).__name__} objects cannot be copied or pickled")
 
     @classmethod
     def _make(cls, offer: Offer, c_loan: Any) -> "Loan":

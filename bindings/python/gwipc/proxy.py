@@ -8,6 +8,7 @@ from collections.abc import Callable, Generator
 from typing import Any
 
 from . import _errors, _lib
+from ._made import Made
 from ._types import Geometry, ServiceID, SubscriptionState, c_geometry
 from .node import Child, Node, _deadline, _remaining
 from .sample import Sample
@@ -22,9 +23,6 @@ class Proxy(Child):
     subscription (0 accepted, else its wire status: 2 permission denied, 7
     unknown event ...). Subscriptions are kept across loss and rebinding.
     """
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        raise TypeError(f"gwipc.{type(self).__name__} objects are made by gwipc, not by calling the class")
 
     @classmethod
     def _create(cls, node: Node, service: ServiceID, on_availability: Callable[[bool], Any] | None,
@@ -204,22 +202,13 @@ class _Subscription:
         pass
 
 
-class PendingCall:
+class PendingCall(Made):
     """A call made with :meth:`Proxy.call_async`.
 
     :meth:`done`, :meth:`result` (waits, driving the node if no loop
     does), :meth:`exception`, :meth:`cancel`, :meth:`add_done_callback`,
     and ``await pending`` in asyncio code (cancelling the awaiting task
     cancels the call)."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        raise TypeError(f"gwipc.{type(self).__name__} objects are made by gwipc, not by calling the class")
-
-    def __reduce_ex__(self, protocol: Any) -> Any:
-        # copy.copy() would duplicate the state that says which memory is
-        # still valid (a copy made in the handler read the slot after it),
-        # and pickle cannot carry it to another process.
-        raise TypeError(f"gwipc.{type(self).__name__} objects cannot be copied or pickled")
 
     @classmethod
     def _make(cls, proxy: Proxy, callback: Callable[["PendingCall"], Any] | None) -> "PendingCall":

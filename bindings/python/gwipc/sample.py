@@ -24,6 +24,7 @@ import weakref
 from typing import Any
 
 from . import _errors, _lib
+from ._made import Made
 
 _PEP688 = sys.version_info >= (3, 12)
 
@@ -82,7 +83,7 @@ class _SampleHold:
 _state = threading.RLock()
 
 
-class Sample:
+class Sample(Made):
     """One received event update.
 
     ``event``, ``seq`` (the provider's sequence number for the event: a
@@ -98,15 +99,6 @@ class Sample:
 
     __slots__ = ("event", "seq", "requested", "_addr", "_len", "_borrowed", "_hold", "_live", "_weak",
                  "_released", "__weakref__")
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        raise TypeError(f"gwipc.{type(self).__name__} objects are made by gwipc, not by calling the class")
-
-    def __reduce_ex__(self, protocol: Any) -> Any:
-        # copy.copy() would duplicate the state that says which memory is
-        # still valid (a copy made in the handler read the slot after it),
-        # and pickle cannot carry it to another process.
-        raise TypeError(f"gwipc.{type(self).__name__} objects cannot be copied or pickled")
 
     @classmethod
     def _make(cls, borrowed: Any) -> "Sample":
