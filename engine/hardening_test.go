@@ -644,6 +644,45 @@ func TestCloseFromAnotherGoroutineKeepsARunningCallsRequestMapped(t *testing.T) 
 	assert.NoError(t, recvWithin(t, ran, "Run's end"))
 }
 
+// A second Close, concurrent with a first one that waits for a running
+// callback, returns only once the first has released everything (it used
+// to return at once, with the listener's socket still there).
+func TestAConcurrentCloseReturnsAfterTheTeardown(t *testing.T) {
+	path := socketPath(t)
+	svc := ServiceID{Interface: Interface{ID: "close.twice", Major: 1}, Instance: "only-here"}
+	l, err := Listen(path, nil)
+	require.NoError(t, err)
+	go l.Run(context.Background())
+	inCall, release := make(chan struct{}), make(chan struct{})
+	_, err = l.Offer(svc, &OfferConfig{Methods: 1, OnCall: func(c Call) {
+		close(inCall)
+		<-release
+	}})
+	require.NoError(t, err)
+	d := dial(t, path, nil)
+	px, err := d.Require(svc, nil)
+	require.NoError(t, err)
+	eventually(t, px.Available, "available")
+	_, err = px.CallAsync(0, nil, CallOptions{}, func(Reply, error) {})
+	require.NoError(t, err)
+	recvWithin(t, inCall, "OnCall")
+	first := make(chan error, 1)
+	go func() { first <- l.Close() }() // waits for OnCall
+	eventually(t, l.closedFlag.Load, "the first Close under way")
+	calling, second := make(chan struct{}), make(chan error, 1)
+	go func() {
+		close(calling)
+		assert.NoError(t, l.Close())
+		_, err := os.Stat(path)
+		second <- err
+	}()
+	recvWithin(t, calling, "the second Close")
+	close(release)
+	assert.ErrorIs(t, recvWithin(t, second, "the second Close's end"), os.ErrNotExist,
+		"the second Close returned before the first removed the socket")
+	assert.NoError(t, recvWithin(t, first, "the first Close's end"))
+}
+
 // The authorizer runs inside Dispatch but outside the node's lock: it may
 // call the node.
 func TestAuthorizerMayCallTheNode(t *testing.T) {

@@ -56,6 +56,9 @@ type Node struct {
 	appTid atomic.Int32
 	// closedFlag mirrors closed, for the checks between callbacks.
 	closedFlag atomic.Bool
+	// closeDone is closed when the first Close has released everything, so
+	// that a concurrent Close returns no earlier.
+	closeDone chan struct{}
 
 	mu          sync.Mutex
 	closed      bool
@@ -247,6 +250,8 @@ func newNode(cfg *Config) (*Node, error) {
 		logLimit: newLogLimiter(),
 		cpus:     cpuMask(),
 		clock:    time.Now,
+
+		closeDone: make(chan struct{}),
 	}
 	return n, nil
 }
@@ -560,15 +565,19 @@ func (n *Node) Post(fn func()) error {
 // sample), and no further callback runs. No callback runs after Close
 // returns. Called from one of the
 // node's own callbacks, it returns at once and the dispatch ends after that
-// callback. Close is idempotent; afterwards every call returns ErrClosed.
+// callback. Close is idempotent: a concurrent or later Close returns once
+// the first has released everything. Afterwards every call returns ErrClosed.
 // Shutdown is the graceful variant.
 func (n *Node) Close() error {
 	n.mu.Lock()
 	if n.closed {
 		n.mu.Unlock()
-		n.waitDispatcher()
+		if !n.onAppThread() {
+			<-n.closeDone // the first Close may be waiting for this callback
+		}
 		return nil
 	}
+	defer close(n.closeDone)
 	n.closed = true // first: teardown below releases what closing nodes hold
 	n.closedFlag.Store(true)
 	n.mu.Unlock()
