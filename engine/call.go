@@ -143,7 +143,7 @@ func shareCopy(pool *shm.Pool, data []byte, reader shm.ReaderID) (wire.Payload, 
 	if err != nil {
 		return wire.Payload{}, mapShmErr(err)
 	}
-	copy(pool.Slot(slot), data)
+	shm.Copy(pool.Slot(slot), data)
 	err = pool.Share(slot, reader)
 	pool.Free(slot)
 	if err != nil {

@@ -366,7 +366,7 @@ func (n *Node) allocCopy(ctx context.Context, wait bool, pool *shm.Pool, data []
 	if err != nil {
 		return 0, err
 	}
-	copy(pool.Slot(slot), data)
+	shm.Copy(pool.Slot(slot), data)
 	return slot, nil
 }
 

@@ -158,7 +158,7 @@ func (o *Offer) publishCopy(ctx context.Context, wait bool, event uint16, data [
 		l.Discard()
 		return tooLarge(len(data), uint32(len(buf)))
 	}
-	copy(buf, data)
+	shm.Copy(buf, data)
 	return l.Publish(len(data))
 }
 

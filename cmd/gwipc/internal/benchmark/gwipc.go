@@ -271,7 +271,7 @@ func gwipcPub(a args, v gwVariant) (result, error) {
 			return s.result(), l.Discard()
 		}
 		if a.Mode == modeLoan {
-			copy(l.Bytes(), buf) // the application writes the payload in place
+			shm.Copy(l.Bytes(), buf) // the application writes the payload in place (memcpy in C)
 			stamp(l.Bytes())
 			err = l.Publish(a.Size)
 		} else if err = l.Discard(); err == nil {
