@@ -131,7 +131,7 @@ func TestLoanPublishesInPlace(t *testing.T) {
 
 func TestKeptSampleHoldsItsSlotUntilReleased(t *testing.T) {
 	kept := make(chan Sample, 1)
-	o, _, l, _ := boundPair(t, &OfferConfig{Events: 1, Geometry: shm.Geometry{SlotSize: 16, SlotCount: 1}},
+	o, _, l, _ := boundPair(t, &OfferConfig{Events: 1, Geometry: shm.Geometry{SlotSize: 16, SlotCount: 1}, NoInline: true},
 		func(s Sample) { s.Keep(); kept <- s })
 	require.NoError(t, o.Publish(0, []byte("keep me")))
 	s := recvWithin(t, kept, "the kept sample")
@@ -149,7 +149,7 @@ func TestKeptSampleHoldsItsSlotUntilReleased(t *testing.T) {
 func TestFailedPublishLeavesNoSequenceGap(t *testing.T) {
 	block := make(chan struct{})
 	seqs := make(chan uint64, 8)
-	o, _, _, d := boundPair(t, &OfferConfig{Events: 1, Geometry: shm.Geometry{SlotSize: 8, SlotCount: 1}},
+	o, _, _, d := boundPair(t, &OfferConfig{Events: 1, Geometry: shm.Geometry{SlotSize: 8, SlotCount: 1}, NoInline: true},
 		func(s Sample) {
 			seqs <- s.Seq()
 			select {

@@ -296,7 +296,7 @@ func TestLimitsRefuseWhatExceedsThem(t *testing.T) {
 func TestOneSlowSubscriberDoesNotStallTheOthers(t *testing.T) {
 	path := socketPath(t)
 	prov := startPeer(t, "listen", path, "provider")
-	prov.do("offer a 1 4 64 share=2")
+	prov.do("offer a 1 4 64 share=2 noinline=1")
 	slow := startPeer(t, "dial", path, "slow")
 	fast := startPeer(t, "dial", path, "fast")
 	for _, c := range []*peerProc{slow, fast} {
@@ -336,7 +336,7 @@ func TestOneSlowSubscriberDoesNotStallTheOthers(t *testing.T) {
 
 func TestPublishWaitForASlot(t *testing.T) {
 	kept := make(chan Sample, 1)
-	o, _, _, _ := boundPair(t, &OfferConfig{Events: 1, Geometry: shm.Geometry{SlotSize: 8, SlotCount: 1}},
+	o, _, _, _ := boundPair(t, &OfferConfig{Events: 1, Geometry: shm.Geometry{SlotSize: 8, SlotCount: 1}, NoInline: true},
 		func(s Sample) { s.Keep(); kept <- s })
 	require.NoError(t, o.Publish(0, []byte("1")))
 	s := recvWithin(t, kept, "the kept sample")

@@ -245,6 +245,16 @@ type OfferConfig struct {
 	// cannot take are dropped for that peer only and counted; it sees the
 	// gap in the sequence numbers.
 	SubscriberSlots int
+	// NoInline sends every update by slot, however small. By default an
+	// update of at most 224 bytes (the ring's inline limit) to a peer
+	// connected through rings travels as a copy inside the ring: cheaper
+	// for both sides, and its slot comes back as soon as the subscriber's
+	// dispatch has read it, before the handler runs, so a sample kept or
+	// still being handled holds no slot. With NoInline a subscriber reads
+	// every payload in place, and its slot stays held (counting against
+	// SubscriberSlots) until the handler returns or the kept sample is
+	// released: the pool then also bounds samples not yet handled.
+	NoInline bool
 	// OnSubscription runs (inside Dispatch) when the first subscriber of an
 	// event arrives (true) or the last one leaves (false).
 	OnSubscription func(event uint16, subscribed bool)

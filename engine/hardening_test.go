@@ -524,7 +524,7 @@ func TestMappedPoolsAreBounded(t *testing.T) {
 func TestStalledSubscriberCannotStopPublishing(t *testing.T) {
 	path := socketPath(t)
 	l := listen(t, path, nil)
-	o, err := l.Offer(sensor, &OfferConfig{Events: 1})
+	o, err := l.Offer(sensor, &OfferConfig{Events: 1, NoInline: true})
 	require.NoError(t, err)
 	var kept []Sample
 	var keptMu sync.Mutex
@@ -808,7 +808,7 @@ func TestStaleHandlesNeverReleaseALaterDelivery(t *testing.T) {
 	var stale Sample
 	second := make(chan Sample, 1)
 	n := 0
-	o, _, l, _ := boundPair(t, &OfferConfig{Events: 1}, func(s Sample) {
+	o, _, l, _ := boundPair(t, &OfferConfig{Events: 1, NoInline: true}, func(s Sample) {
 		n++
 		if n == 1 {
 			stale = s // not kept: released when the handler returns

@@ -137,10 +137,11 @@ const (
 // taken in bounded slices (the rest stays in the socket, which epoll reports
 // again) and the memory a burst leaves behind is given back.
 const (
-	maxPacketsPerPeer = 16   // packets read from one peer per round
-	maxRoundCallbacks = 1024 // stop reading once this many callbacks are queued
-	retainCallbacks   = 4096 // larger callback queues are dropped once empty
-	maxFreeObjects    = 256  // reusable samples, replies and calls kept
+	maxPacketsPerPeer = 16                // packets read from one peer per round
+	maxRoundCallbacks = 1024              // stop reading once this many callbacks are queued
+	retainCallbacks   = 4096              // larger callback queues are dropped once empty
+	maxFreeObjects    = 256               // reusable replies and calls kept
+	maxFreeSamples    = maxRoundCallbacks // reusable samples kept: a round's worth, so a full round allocates none
 )
 
 // acceptState is a listener's accept throttle.

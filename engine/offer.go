@@ -364,7 +364,10 @@ func (o *Offer) sendUpdate(b *provBinding, event uint16, seq uint64, slot, size 
 		b.drops[event]++
 		return
 	}
-	p.queueUpdate(wire.EventUpdate{RequiredID: b.requiredID, Event: event, Seq: seq, Requested: requested, Payload: wire.Payload{Slot: slot, Len: size}})
+	u := wire.EventUpdate{RequiredID: b.requiredID, Event: event, Seq: seq, Requested: requested, Payload: wire.Payload{Slot: slot, Len: size}}
+	if o.cfg.NoInline || !p.inlines(size) || !p.pushInline(b, u, o.pool.Slot(slot)[:size]) {
+		p.queueUpdate(u)
+	}
 	o.stats.Sent++
 }
 
@@ -420,6 +423,7 @@ func (o *Offer) unbind(b *provBinding) {
 	}
 	b.closed = true
 	if b.subscriber {
+		b.peer.ring.forgetHolds(b)
 		o.pool.RemoveReader(b.reader)
 	}
 	if b.replies != nil {

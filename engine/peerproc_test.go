@@ -185,6 +185,7 @@ func (r *peerRole) offer(a []string) error {
 	if v, ok := opts["share"]; ok {
 		cfg.SubscriberSlots = atoi(v)
 	}
+	cfg.NoInline = opts["noinline"] == "1"
 	if cfg.Methods > 0 {
 		cfg.OnCall = func(c Call) { r.onCall(name, c) }
 	}
@@ -299,7 +300,7 @@ func (r *peerRole) do(a []string) (string, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	switch a[0] {
-	case "offer": // offer NAME EVENTS [SLOTCOUNT SLOTSIZE] [methods=N] [fields=E,..] [share=K] [nohandler=1]
+	case "offer": // offer NAME EVENTS [SLOTCOUNT SLOTSIZE] [methods=N] [fields=E,..] [share=K] [nohandler=1] [noinline=1]
 		return "", r.offer(a)
 	case "withdraw": // withdraw NAME
 		return "", r.offers[a[1]].Close()

@@ -534,22 +534,17 @@ func (n *Node) onEventUpdate(p *peer, m *wire.EventUpdate) error {
 	if m.Requested && p.caps&wire.CapFields == 0 {
 		return protoErr("requested Event_update without the fields capability", nil)
 	}
+	if m.Inline {
+		return n.onInlineUpdate(p, b, m)
+	}
 	data, err := b.eventView.Bytes(shm.Handle{Slot: m.Payload.Slot, Len: m.Payload.Len})
 	if err != nil {
 		return protoErr("Event_update payload", err)
 	}
-	px := b.proxy
-	s := px.sub(m.Event)
+	s := n.countUpdate(b, m)
 	if s == nil {
 		n.consume(b, m.Payload, false) // not (any more) subscribed: give it back
 		return nil
-	}
-	if !m.Requested {
-		if s.lastSeq != 0 && m.Seq > s.lastSeq+1 {
-			s.gaps += m.Seq - s.lastSeq - 1
-			px.stats.Gaps += m.Seq - s.lastSeq - 1
-		}
-		s.lastSeq = m.Seq
 	}
 	if err := b.eventView.Acquire(); err != nil {
 		n.consume(b, m.Payload, false)
@@ -560,6 +555,42 @@ func (n *Node) onEventUpdate(p *peer, m *wire.EventUpdate) error {
 	r.data, r.event, r.seq, r.requested = data, m.Event, m.Seq, m.Requested
 	n.enqueue(callback{sample: r})
 	return nil
+}
+
+// onInlineUpdate delivers an update whose payload came inline in the ring
+// (§10.13): the sample holds a copy, and there is nothing to consume (our
+// ring head gives the provider its slot back).
+func (n *Node) onInlineUpdate(p *peer, b *consBinding, m *wire.EventUpdate) error {
+	if p.caps&wire.CapInline == 0 || n.in.inline == nil {
+		return protoErr("inline Event_update without the inline capability", nil)
+	}
+	if n.countUpdate(b, m) == nil {
+		return nil
+	}
+	r := n.newSample()
+	r.received = received{n: n, b: b, payload: wire.Payload{Slot: wire.NoSlot}}
+	r.data = r.copy[:copy(r.copy[:], n.in.inline)]
+	r.event, r.seq, r.requested = m.Event, m.Seq, m.Requested
+	n.enqueue(callback{sample: r})
+	return nil
+}
+
+// countUpdate returns the subscription an update is for, nil if there is
+// none (any more), and counts the gap to its last update.
+func (n *Node) countUpdate(b *consBinding, m *wire.EventUpdate) *subscription {
+	px := b.proxy
+	s := px.sub(m.Event)
+	if s == nil {
+		return nil
+	}
+	if !m.Requested {
+		if s.lastSeq != 0 && m.Seq > s.lastSeq+1 {
+			s.gaps += m.Seq - s.lastSeq - 1
+			px.stats.Gaps += m.Seq - s.lastSeq - 1
+		}
+		s.lastSeq = m.Seq
+	}
+	return s
 }
 
 // consume tells b's provider that we are done with a payload.

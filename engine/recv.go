@@ -31,6 +31,9 @@ type inbox struct {
 	find          wire.FindService
 	goodbye       wire.Goodbye
 	ring          wire.Ring
+
+	inline    []byte               // the payload of the inline update being handled (§10.13), in inlineBuf
+	inlineBuf [wire.MaxInline]byte // what the ring's payload entries held
 }
 
 func (in *inbox) message(t wire.Type) wire.Message {
@@ -173,7 +176,7 @@ func (n *Node) ourCaps() uint32 {
 	// mapped-bytes budget could not take it does without rings rather than
 	// refuse the peer's.
 	if n.cfg.DisableRings || n.cfg.Limits.MappedBytes < int64(ringSize(maxRingEntries)) {
-		return wire.CapAll &^ wire.CapRing
+		return wire.CapAll &^ (wire.CapRing | wire.CapInline)
 	}
 	return wire.CapAll
 }

@@ -25,7 +25,7 @@ import (
 func TestClosedProxyIsReleasedAtTheProvider(t *testing.T) {
 	path := socketPath(t)
 	prov := startPeer(t, "listen", path, "provider")
-	prov.do("offer a 2 4 64 share=2")
+	prov.do("offer a 2 4 64 share=2 noinline=1")
 	c1 := startPeer(t, "dial", path, "c1")
 	c2 := startPeer(t, "dial", path, "c2")
 	c1.subscribeTo("a", 0, "hold")
@@ -260,7 +260,7 @@ func TestRequireRuleKeepsTheOfferFromTheRefusedPeer(t *testing.T) {
 func TestDroppedUpdatesAreCountedAsGaps(t *testing.T) {
 	path := socketPath(t)
 	prov := startPeer(t, "listen", path, "provider")
-	prov.do("offer a 3 8 64 share=2")
+	prov.do("offer a 3 8 64 share=2 noinline=1")
 	cons := startPeer(t, "dial", path, "consumer")
 	cons.subscribeTo("a", 0, "hold")
 	cons.do("subscribe a 1")

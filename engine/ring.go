@@ -78,6 +78,9 @@ type ringLink struct {
 	wantWake    bool   // urgent entries written since the last wake check
 	consumed    bool   // consumes written since then: they wake a peer waiting for slots
 
+	holds     []inlineHold // slots held for the peer's inline updates still in our ring, oldest first
+	holdsDone int          // holds[:holdsDone] are released
+
 	overflow []waitingEntry // entries waiting for room (never updates)
 	roomWait uint64         // our ctlWantRoom while entries wait (0: none)
 	roomSeq  uint64         // how many times we announced a wait for room
@@ -252,20 +255,109 @@ func (l *ringLink) ready() bool { return l != nil && l.peer != nil }
 // words.
 var errRingCorrupt = errors.New("corrupt ring control word")
 
-// room reports whether our ring has a free entry, refreshing how far the
-// peer has taken it. A head the peer could not have published fails p.
-func (p *peer) roomInRing() bool {
+// roomInRing reports whether our ring has a free entry.
+func (p *peer) roomInRing() bool { return p.roomFor(1) }
+
+// roomFor reports whether our ring has k free entries, refreshing how far
+// the peer has taken it when it looks full. A head the peer could not have
+// published fails p.
+func (p *peer) roomFor(k uint64) bool {
 	l := p.ring
-	if l.tail-l.peerHead < l.entries {
+	if l.tail+k-l.peerHead <= l.entries {
 		return true
 	}
+	return p.takeHead() && l.tail+k-l.peerHead <= l.entries
+}
+
+// takeHead reads how far the peer has taken our ring and releases the
+// slots held for the inline updates it has passed; false (p failed) for a
+// head the peer could not have published.
+func (p *peer) takeHead() bool {
+	l := p.ring
 	h := word(l.peer, ctlHead).Load()
 	if h < l.peerHead || h > l.tail {
 		p.n.fail(p, protoErr("the peer's ring head", errRingCorrupt))
 		return false
 	}
 	l.peerHead = h
-	return l.tail-l.peerHead < l.entries
+	if l.holdsDone < len(l.holds) && l.holds[l.holdsDone].end <= h {
+		p.releaseHolds(h)
+	}
+	return true
+}
+
+// inlineHold is a slot of an offer's event pool held for a subscriber
+// while the inline copy of its payload (§10.13) waits in our ring: it is
+// released once the peer's head has passed end, which is the subscriber's
+// Payload_consumed.
+type inlineHold struct {
+	end  uint64 // our tail after the update's record
+	b    *provBinding
+	slot uint32
+}
+
+// releaseHolds releases the holds of the inline updates the peer's head
+// has passed.
+func (p *peer) releaseHolds(head uint64) {
+	l := p.ring
+	released := false
+	for ; l.holdsDone < len(l.holds) && l.holds[l.holdsDone].end <= head; l.holdsDone++ {
+		h := &l.holds[l.holdsDone]
+		h.b.offer.pool.Release(h.slot, h.b.reader) // held since the update was written: cannot fail
+		h.b = nil
+		released = true
+	}
+	if l.holdsDone == len(l.holds) {
+		l.holds, l.holdsDone = l.holds[:0], 0
+	} else if l.holdsDone >= 1024 && l.holdsDone*2 >= len(l.holds) {
+		l.holds = l.holds[:copy(l.holds, l.holds[l.holdsDone:])]
+		l.holdsDone = 0
+	}
+	if released {
+		p.n.slotReturned()
+	}
+}
+
+// forgetHolds drops b's inline holds without releasing them: b is being
+// unbound, which releases every hold of its reader.
+func (l *ringLink) forgetHolds(b *provBinding) {
+	if l == nil {
+		return
+	}
+	l.holds = slices.DeleteFunc(l.holds[l.holdsDone:], func(h inlineHold) bool { return h.b == b })
+	l.holdsDone = 0
+}
+
+// inlines reports whether an update of size bytes to the peer travels
+// inline (§10.13).
+func (p *peer) inlines(size uint32) bool {
+	return size <= wire.MaxInline && p.caps&wire.CapInline != 0 && p.ring.ready()
+}
+
+// pushInline writes u, an update of slot's first size bytes of b's offer's
+// pool (which b holds), as an inline record: the entry, then the payload.
+// It reports false, writing nothing, when the ring has no room for the
+// record (the caller sends the update by slot). Called with n.mu held.
+func (p *peer) pushInline(b *provBinding, u wire.EventUpdate, data []byte) bool {
+	l := p.ring
+	k := uint64(1 + wire.InlineEntries(u.Payload.Len))
+	if len(l.overflow) > 0 || !p.roomFor(k) {
+		return false
+	}
+	p.out.update = u
+	p.out.update.Inline = true
+	wire.PutEntry(l.slot(l.tail), &p.out.update, uint32(p.stats.PacketsOut+uint64(len(p.pkts))))
+	for i := uint64(1); i < k; i++ {
+		e := l.slot(l.tail + i)
+		clear(e[copy(e, data[(i-1)*wire.EntrySize:]):])
+	}
+	l.tail += k
+	l.holds = append(l.holds, inlineHold{end: l.tail, b: b, slot: u.Payload.Slot})
+	p.stats.MessagesOut++
+	l.wantWake = true
+	p.sealed = true
+	p.n.schedule(p)
+	return true
 }
 
 // pushRing writes m as the next entry of our ring, or queues it behind
@@ -344,6 +436,12 @@ func (p *peer) flushRing() {
 	if !wake {
 		return
 	}
+	p.wakeParked()
+}
+
+// wakeParked wakes the peer if it is parked, once per park.
+func (p *peer) wakeParked() {
+	l := p.ring
 	parked := word(l.peer, ctlParked).Load()
 	if parked&1 != 0 && parked>>32 != l.wokenEpoch {
 		l.wokenEpoch = parked >> 32
@@ -353,6 +451,36 @@ func (p *peer) flushRing() {
 		p.stats.RingWakes++
 	}
 }
+
+// peerEntry is the entry i of the peer's ring, in its mapping.
+func (l *ringLink) peerEntry(i uint64) []byte {
+	off := ctlSize + int(i&(l.peerEntries-1))*wire.EntrySize
+	return l.peer[off : off+wire.EntrySize : off+wire.EntrySize]
+}
+
+// takeInline copies the payload of the inline update at l.read, size bytes
+// in the entries after it, into in.inline, and moves l.read to its last
+// entry. The whole record must be below the peer's tail t: a writer
+// publishes it at once.
+func (l *ringLink) takeInline(in *inbox, size uint32, t uint64) error {
+	k := uint64(wire.InlineEntries(size))
+	if t-l.read-1 < k {
+		return errInlineBeyondTail
+	}
+	buf := in.inlineBuf[:k*wire.EntrySize]
+	for i := range k {
+		copy(buf[i*wire.EntrySize:], l.peerEntry(l.read+1+i))
+	}
+	if err := wire.CheckInline(buf, size); err != nil {
+		return err
+	}
+	in.inline = buf[:size]
+	l.read += k
+	return nil
+}
+
+// errInlineBeyondTail fails a peer whose inline record ends past its tail.
+var errInlineBeyondTail = errors.New("inline payload beyond the ring's tail")
 
 // moveWaiting moves waiting entries into the ring as room allows,
 // reporting whether it moved any.
@@ -393,20 +521,19 @@ func (n *Node) readRing(p *peer, budget int) (more bool) {
 		n.fail(p, protoErr("the peer's ring tail", errRingCorrupt))
 		return false
 	}
-	if h := word(l.peer, ctlHead).Load(); h < l.peerHead || h > l.tail {
-		n.fail(p, protoErr("the peer's ring head", errRingCorrupt))
+	if !p.takeHead() {
 		return false
 	}
 	var fds fdQueue
 	start := l.read
 	l.stalled = false
+	inline := false
 	for l.read < t && p.state == peerReady {
 		if budget <= 0 {
 			more = true
 			break
 		}
-		off := ctlSize + int(l.read&(l.peerEntries-1))*wire.EntrySize
-		copy(l.scratch[:], l.peer[off:off+wire.EntrySize]) // the peer may change it under us
+		copy(l.scratch[:], l.peerEntry(l.read)) // the peer may change it under us
 		typ, err := wire.EntryType(l.scratch[:])
 		if err != nil {
 			n.fail(p, protoErr("ring entry", err))
@@ -422,10 +549,19 @@ func (n *Node) readRing(p *peer, budget int) (more bool) {
 			l.stalled, l.stalledTail = true, t // socket messages sent before it are still on their way
 			break
 		}
+		if u, ok := m.(*wire.EventUpdate); ok && u.Inline {
+			if err := l.takeInline(&n.in, u.Payload.Len, t); err != nil {
+				n.fail(p, protoErr("ring entry", err))
+				break
+			}
+			inline = true
+		}
 		l.read++
 		budget--
 		p.stats.MessagesIn++
-		if err := n.handle(p, m, &fds); err != nil {
+		err = n.handle(p, m, &fds)
+		n.in.inline = nil
+		if err != nil {
 			n.fail(p, err)
 			break
 		}
@@ -434,6 +570,12 @@ func (n *Node) readRing(p *peer, budget int) (more bool) {
 		return more
 	}
 	word(l.ownMem, ctlHead).Store(l.read)
+	// Passing inline updates gives their slots back: like consumes, that
+	// wakes the provider if it waits for a slot (it announces the wait,
+	// then reads our head).
+	if inline && l.peerWaitsForSlots() {
+		p.wakeParked()
+	}
 	// A writer waiting for room is woken once per announcement, after the
 	// head moved (it announces, then looks at the head).
 	if w := word(l.peer, ctlWantRoom).Load(); w != 0 && w != l.roomWoke {
@@ -463,15 +605,24 @@ func (n *Node) readRings() {
 	}
 }
 
-// ringsPending reports whether a peer's ring holds entries not yet taken.
-// Called with n.mu held.
+// ringsPending reports whether a peer's ring holds entries not yet taken,
+// or, while callers wait for a slot, whether a peer's head has passed an
+// inline update whose slot we hold. Called with n.mu held.
 func (n *Node) ringsPending() bool {
+	waiting := n.slotWaiters > 0 || n.slotWanted
 	for _, p := range n.rings {
-		if l := p.ring; word(l.peer, ctlTail).Load() != l.quietTail() {
+		if l := p.ring; word(l.peer, ctlTail).Load() != l.quietTail() || waiting && l.headPassedHold() {
 			return true
 		}
 	}
 	return false
+}
+
+// headPassedHold reports whether the peer's head has passed an inline
+// update whose slot we still hold: a slot to take back, for callers
+// waiting for one.
+func (l *ringLink) headPassedHold() bool {
+	return l.holdsDone < len(l.holds) && word(l.peer, ctlHead).Load() >= l.holds[l.holdsDone].end
 }
 
 // quietTail is the peer's tail at which its ring has nothing for us: what

@@ -67,7 +67,7 @@ func TestRingsCarryHotMessagesAndFallBackToTheSocket(t *testing.T) {
 // dispatching: consumes are taken lazily, when a slot is needed.
 func TestConsumesAreReclaimedWhenASlotIsNeeded(t *testing.T) {
 	got := make(chan struct{}, 1)
-	_, o, d := oneSlotBoundWithRings(t, func(Sample) { got <- struct{}{} })
+	_, o, d := oneSlotBoundWithRings(t, &OfferConfig{NoInline: true}, func(Sample) { got <- struct{}{} })
 	for i := range 20 {
 		require.NoError(t, o.Publish(0, []byte("x")), "publish %d: the slot comes back through the ring", i)
 		recvWithin(t, got, "update")
@@ -75,15 +75,16 @@ func TestConsumesAreReclaimedWhenASlotIsNeeded(t *testing.T) {
 	}
 }
 
-// oneSlotBoundWithRings offers event 0 from a 1-slot pool on a listener the
-// test dispatches by hand, and subscribes onUpdate from a running dialler;
-// it returns once both ends are bound with rings.
-func oneSlotBoundWithRings(t *testing.T, onUpdate func(Sample)) (l *Node, o *Offer, d *Node) {
+// oneSlotBoundWithRings offers event 0 from a 1-slot pool (cfg says
+// whether inline) on a listener the test dispatches by hand, and subscribes
+// onUpdate from a running dialler; it returns once both ends are bound
+// with rings.
+func oneSlotBoundWithRings(t *testing.T, cfg *OfferConfig, onUpdate func(Sample)) (l *Node, o *Offer, d *Node) {
 	path := socketPath(t)
 	l, err := Listen(path, nil)
 	require.NoError(t, err)
 	t.Cleanup(func() { l.Close() })
-	o, err = l.Offer(sensor, &OfferConfig{Events: 1, Geometry: shm.Geometry{SlotSize: 16, SlotCount: 1}, SubscriberSlots: 1})
+	o, err = l.Offer(sensor, &OfferConfig{Events: 1, Geometry: shm.Geometry{SlotSize: 16, SlotCount: 1}, SubscriberSlots: 1, NoInline: cfg.NoInline})
 	require.NoError(t, err)
 	d = dial(t, path, nil)
 	px, err := d.Require(sensor, nil)
@@ -116,9 +117,11 @@ type rawRing struct {
 	node *Node
 }
 
-// wakeNode makes the node dispatch (and so read the rings).
+// wakeNode makes the node dispatch (and so read the rings). The node may
+// have read them already, in a round of its own, and closed the
+// connection: the wake-up is then not needed.
 func (rr *rawRing) wakeNode(t *testing.T) {
-	rr.r.sendMsg(&wire.RequestService{Service: sensor.wire(), InUse: true})
+	rr.r.conn.Send(encode(t, &wire.RequestService{Service: sensor.wire(), InUse: true}), nil)
 }
 
 // startRawRing sends a Ring message of a raw consumer.
@@ -299,40 +302,62 @@ func TestRingScribblesCloseOnlyThatConnection(t *testing.T) {
 // may put a binding's first update in its ring before the consumer has read
 // that binding's Connect_service_reply.
 func TestRingUpdatesWaitForTheirBindingsSocketMessages(t *testing.T) {
-	path := socketPath(t)
-	d := dial(t, path, nil)
-	px, err := d.Require(sensor, nil)
+	rp := newRawRingProvider(t, wire.CapAll)
+	slot, err := rp.pool.Alloc()
 	require.NoError(t, err)
-	got := make(chan string, 1)
-	require.NoError(t, px.Subscribe(0, Updates, func(s Sample) { got <- string(s.Data()) }))
+	copy(rp.pool.Slot(slot), "first")
+	rp.ring.push(t, &wire.EventUpdate{RequiredID: rp.cs.RequiredID, Event: 0, Seq: 1, Payload: wire.Payload{Slot: slot, Len: 5}}, 4)
+	require.Len(t, rp.d.Status().Peers, 1, "reading the entry early is no protocol error: it waits for packet 4")
+	rp.bind()
+	assert.Equal(t, "first", recvWithin(t, rp.got, "the update, after its binding"))
+}
 
-	// A raw provider with rings.
+// rawRingProvider is a provider played by hand, with rings, to a running
+// dialler subscribed to event 0 of sensor.
+type rawRingProvider struct {
+	d    *Node
+	r    *rawPeer
+	ring *rawRing
+	cs   *wire.ConnectService
+	pool *shm.Pool   // the event pool, 64-byte slots
+	got  chan string // what the subscription's handler received
+}
+
+// newRawRingProvider connects a dialler to a raw provider announcing caps;
+// it returns once the dialler has asked to bind (packets 1–3 sent: the
+// reply, the Ring, the offer). bind sends packet 4.
+func newRawRingProvider(t *testing.T, caps uint32) *rawRingProvider {
+	path := socketPath(t)
+	rp := &rawRingProvider{d: dial(t, path, nil), got: make(chan string, 8)}
+	px, err := rp.d.Require(sensor, nil)
+	require.NoError(t, err)
+	require.NoError(t, px.Subscribe(0, Updates, func(s Sample) { rp.got <- string(s.Data()) }))
+
 	ln, err := transport.Listen(path, transport.ListenConfig{})
 	require.NoError(t, err)
 	t.Cleanup(func() { ln.Close() })
 	var c *transport.Conn
 	eventually(t, func() bool { c, err = ln.Accept(); return err == nil }, "dialler connects")
 	t.Cleanup(func() { c.Close() })
-	r := &rawPeer{t: t, conn: c}
-	await[*wire.Connect](r)
-	r.sendMsg(&wire.ConnectReply{Status: wire.StatusOK, Version: wire.Version, Caps: wire.CapAll, MaxPacket: wire.MaxPacket}) // packet 1
-	rr := r.startRawRing(t)                                                                                                   // packet 2
-	await[*wire.RequestService](r)
-	r.sendMsg(&wire.OfferService{Service: sensor.wire(), Offered: true, Events: 1}) // packet 3
-	cs, fds := await[*wire.ConnectService](r)
+	rp.r = &rawPeer{t: t, conn: c}
+	await[*wire.Connect](rp.r)
+	rp.r.sendMsg(&wire.ConnectReply{Status: wire.StatusOK, Version: wire.Version, Caps: caps, MaxPacket: wire.MaxPacket}) // packet 1
+	rp.ring = rp.r.startRawRing(t)                                                                                        // packet 2
+	await[*wire.RequestService](rp.r)
+	rp.r.sendMsg(&wire.OfferService{Service: sensor.wire(), Offered: true, Events: 1}) // packet 3
+	var fds []int
+	rp.cs, fds = await[*wire.ConnectService](rp.r)
 	closeAll(fds)
+	rp.pool, err = shm.NewPool("raw-events", shm.Geometry{SlotSize: 64, SlotCount: 1})
+	require.NoError(t, err)
+	t.Cleanup(func() { rp.pool.Close() })
+	return rp
+}
 
-	pool, err := shm.NewPool("raw-events", shm.Geometry{SlotSize: 64, SlotCount: 1})
-	require.NoError(t, err)
-	defer pool.Close()
-	slot, err := pool.Alloc()
-	require.NoError(t, err)
-	copy(pool.Slot(slot), "first")
-	rr.push(t, &wire.EventUpdate{RequiredID: cs.RequiredID, Event: 0, Seq: 1, Payload: wire.Payload{Slot: slot, Len: 5}}, 4)
-	require.Len(t, d.Status().Peers, 1, "reading the entry early is no protocol error: it waits for packet 4")
-	r.send(encode(t, &wire.ConnectServiceReply{RequiredID: cs.RequiredID, ProvidedID: 9, Status: wire.StatusOK, Events: 1,
-		HasEventPool: true, EventPool: wireGeometry(pool.Geometry())}), pool.Fd()) // packet 4
-	assert.Equal(t, "first", recvWithin(t, got, "the update, after its binding"))
+// bind answers the dialler's Connect_service with the event pool (packet 4).
+func (rp *rawRingProvider) bind() {
+	rp.r.send(encode(rp.r.t, &wire.ConnectServiceReply{RequiredID: rp.cs.RequiredID, ProvidedID: 9, Status: wire.StatusOK, Events: 1,
+		HasEventPool: true, EventPool: wireGeometry(rp.pool.Geometry())}), rp.pool.Fd())
 }
 
 // After a Loan fails with ErrNoSlot, the node's Fd becomes readable when
@@ -340,7 +365,7 @@ func TestRingUpdatesWaitForTheirBindingsSocketMessages(t *testing.T) {
 // Fd and retries is woken, although consumes are otherwise taken lazily.
 func TestFdWakesTheLoopThatGotErrNoSlot(t *testing.T) {
 	kept := make(chan Sample, 1)
-	l, o, _ := oneSlotBoundWithRings(t, func(s Sample) {
+	l, o, _ := oneSlotBoundWithRings(t, &OfferConfig{NoInline: true}, func(s Sample) {
 		if s.Keep() {
 			kept <- s
 		}

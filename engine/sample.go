@@ -43,6 +43,7 @@ type sampleRec struct {
 	seq       uint64
 	event     uint16
 	requested bool
+	copy      [wire.MaxInline]byte // the payload of an inline update (data points here)
 }
 
 // Sample is one received event update: a read-only view of a slot in the
@@ -131,7 +132,7 @@ func (r *sampleRec) releaseLocked() {
 	r.gen.Store(0)
 	r.received.releaseLocked()
 	r.data = nil
-	if n := r.n; len(n.freeSamples) < maxFreeObjects {
+	if n := r.n; len(n.freeSamples) < maxFreeSamples {
 		n.freeSamples = append(n.freeSamples, r)
 	}
 }

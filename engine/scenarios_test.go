@@ -185,7 +185,7 @@ func TestSubscriptionToUnknownEventIsRefused(t *testing.T) {
 
 func TestSlotExhaustionAndRecovery(t *testing.T) {
 	bothWays(t, func(t *testing.T, tp *topology) {
-		subscribed(t, tp, "1 2 64 share=2", 0, true)
+		subscribed(t, tp, "1 2 64 share=2 noinline=1", 0, true)
 		tp.prov.do("publish a 0 one")
 		tp.prov.do("publish a 0 two")
 		tp.cons.expect("recv a 0 1 one")
@@ -201,7 +201,7 @@ func TestSlotExhaustionAndRecovery(t *testing.T) {
 func TestFanOutToManyConsumersSharesOneSlot(t *testing.T) {
 	path := socketPath(t)
 	prov := startPeer(t, "listen", path, "provider")
-	prov.do("offer a 1 1 64")
+	prov.do("offer a 1 1 64 noinline=1")
 	var cons []*peerProc
 	for i := range 3 {
 		c := startPeer(t, "dial", path, fmt.Sprintf("consumer%d", i))
@@ -304,7 +304,7 @@ func TestDiallerRestartIsReboundAndReleasesSlots(t *testing.T) {
 
 func TestKilledSubscriberGivesBackEverySlot(t *testing.T) {
 	bothWays(t, func(t *testing.T, tp *topology) {
-		subscribed(t, tp, "1 3 64 share=3", 0, true)
+		subscribed(t, tp, "1 3 64 share=3 noinline=1", 0, true)
 		for i := range 3 {
 			tp.prov.do("publish a 0 m%d", i)
 		}

@@ -391,6 +391,9 @@ func (m *SubscribeEventReply) Decode(h Header, body []byte) error {
 
 // Append encodes m onto b.
 func (m *EventUpdate) Append(b []byte) ([]byte, error) {
+	if m.Inline {
+		return b, ErrInlineOnSocket
+	}
 	e := begin(b, TypeEventUpdate, flag(m.Requested, FlagRequested))
 	e.u64(m.RequiredID)
 	e.u16(m.Event)

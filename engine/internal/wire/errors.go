@@ -24,6 +24,9 @@ var (
 	ErrBadValue = errors.New("wire: field value out of range")
 	// ErrTooMany means a list holds more elements than its limit.
 	ErrTooMany = errors.New("wire: too many list elements")
+	// ErrInlineOnSocket means an inline Event_update was to be encoded
+	// for the socket: it travels only in a ring.
+	ErrInlineOnSocket = errors.New("wire: an inline Event_update travels only in a ring")
 	// ErrTooLarge means an encoded message would not fit the packet limit.
 	ErrTooLarge = errors.New("wire: message too large")
 )

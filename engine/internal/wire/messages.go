@@ -81,6 +81,7 @@ const (
 	FlagFireAndForget uint8 = 1 << 0 // Call_method: no handle and no reply are wanted
 	FlagSubscribe     uint8 = 1 << 0 // Subscribe_event: subscribe (clear: unsubscribe)
 	FlagRequested     uint8 = 1 << 0 // Event_update: answers an Event_update_request or an initial-value subscription
+	FlagInline        uint8 = 1 << 1 // Event_update ring entry: the payload follows in the ring (ring entries only)
 	FlagAdd           uint8 = 1 << 0 // Find_service: start watching (clear: stop)
 )
 
@@ -90,7 +91,8 @@ const (
 	CapFields  uint32 = 1 << 1
 	CapFind    uint32 = 1 << 2
 	CapRing    uint32 = 1 << 3 // hot messages through shared-memory rings (message 18)
-	CapAll            = CapMethods | CapFields | CapFind | CapRing
+	CapInline  uint32 = 1 << 4 // small event payloads inline in ring entries (needs CapRing)
+	CapAll            = CapMethods | CapFields | CapFind | CapRing | CapInline
 )
 
 // Status is the outcome code in Connect_reply, Connect_service_reply and
@@ -323,6 +325,10 @@ type EventUpdate struct {
 	Seq        uint64 // per-event sequence number, starting at 1
 	Requested  bool
 	Payload    Payload // in the provider's pool
+	// Inline (ring entries only, with CapInline): the Payload.Len bytes
+	// follow in the ring's next entries (InlineEntries) instead of lying
+	// in a slot the reader holds; Payload.Slot is NoSlot.
+	Inline bool
 }
 
 // EventUpdateRequest asks for the current value of a field.

@@ -20,9 +20,35 @@ import "errors"
 // An Event_update entry may depend on socket messages sent before it (the
 // Connect_service_reply of its binding): "after" tells the receiver how
 // many socket packets it must have read before taking the entry.
+//
+// With CapInline an Event_update entry may carry flag bit 1 (inline): its
+// payload slot is NoSlot, its len at most MaxInline, and the payload
+// itself fills the InlineEntries(len) entries that follow it, the unused
+// bytes of the last one zero. The writer publishes the whole record at
+// once; the reader takes it whole or not at all.
 
 // EntrySize is the size of one ring entry.
 const EntrySize = 32
+
+// MaxInline is the largest payload an inline Event_update carries: a
+// record of at most 8 entries (256 bytes).
+const MaxInline = 7 * EntrySize
+
+// InlineEntries is how many entries the payload of an inline Event_update
+// of n bytes takes after the update's own entry.
+func InlineEntries(n uint32) int { return int((n + EntrySize - 1) / EntrySize) }
+
+// CheckInline checks the InlineEntries(n) entries of an inline payload of
+// n bytes, copied out of the ring into data: the bytes after the payload
+// must be zero.
+func CheckInline(data []byte, n uint32) error {
+	for _, b := range data[n:] {
+		if b != 0 {
+			return &DecodeError{Type: TypeEventUpdate, Offset: EntrySize + int(n), Err: ErrBadReserved}
+		}
+	}
+	return nil
+}
 
 // ErrNotRingType is returned by PutEntry for a message rings do not carry.
 var ErrNotRingType = errors.New("wire: message type not carried by rings")
@@ -41,6 +67,13 @@ func PutEntry(e []byte, m Message, after uint32) error {
 		le.PutUint64(e[8:], m.RequiredID)
 		le.PutUint64(e[16:], m.Seq)
 		putPayload(e, m.Payload)
+		if m.Inline {
+			if m.Payload.Len > MaxInline {
+				return ErrBadValue
+			}
+			e[1] |= FlagInline
+			putPayload(e, Payload{Slot: NoSlot, Len: m.Payload.Len})
+		}
 	case *PayloadConsumed:
 		e[1] = flag(m.Reply, FlagInReplyPool)
 		le.PutUint64(e[8:], m.Handle)
@@ -96,7 +129,11 @@ func DecodeEntry(e []byte, m Message) (after uint32, err error) {
 	if m.Type() != t {
 		return 0, &DecodeError{Type: t, Err: ErrNotRingType}
 	}
-	if e[1]&^allowedFlags[t] != 0 {
+	allowed := allowedFlags[t]
+	if t == TypeEventUpdate {
+		allowed |= FlagInline
+	}
+	if e[1]&^allowed != 0 {
 		return 0, &DecodeError{Type: t, Offset: 1, Err: ErrBadFlags}
 	}
 	unused := func(from, to int) bool {
@@ -112,8 +149,14 @@ func DecodeEntry(e []byte, m Message) (after uint32, err error) {
 	ok := true
 	switch m := m.(type) {
 	case *EventUpdate:
-		*m = EventUpdate{RequiredID: u64, Event: u16, Seq: inv, Requested: e[1]&FlagRequested != 0, Payload: pl}
+		*m = EventUpdate{RequiredID: u64, Event: u16, Seq: inv, Requested: e[1]&FlagRequested != 0, Payload: pl, Inline: e[1]&FlagInline != 0}
 		after = u32
+		switch {
+		case m.Inline && pl.Slot != NoSlot:
+			return 0, &DecodeError{Type: t, Offset: 24, Err: ErrBadValue}
+		case m.Inline && pl.Len > MaxInline:
+			return 0, &DecodeError{Type: t, Offset: 28, Err: ErrBadValue}
+		}
 	case *PayloadConsumed:
 		*m = PayloadConsumed{Handle: u64, Payload: pl, Reply: e[1]&FlagInReplyPool != 0}
 		ok = unused(2, 8) && unused(16, 24)

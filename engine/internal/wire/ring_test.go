@@ -10,6 +10,7 @@ import (
 // ringSamples holds one value of every type rings carry.
 var ringSamples = []Message{
 	&EventUpdate{RequiredID: 1 << 60, Event: 7, Seq: 1<<40 + 3, Requested: true, Payload: Payload{Slot: 9, Len: 64}},
+	&EventUpdate{RequiredID: 2, Event: 1, Seq: 4, Payload: Payload{Slot: NoSlot, Len: MaxInline}, Inline: true},
 	&PayloadConsumed{Handle: 5, Payload: Payload{Slot: 2, Len: 3}, Reply: true},
 	&CallMethod{ProvidedID: 3, InvocationID: 4, Method: 65535, FireAndForget: true, Payload: Payload{Slot: NoSlot}},
 	&CallMethodHandle{RequiredID: 1, InvocationID: 2},
@@ -41,6 +42,10 @@ func TestRingEntryDecodeErrors(t *testing.T) {
 	require.NoError(t, PutEntry(reply, &CallMethodReply{RequiredID: 1}, 0))
 	handle := make([]byte, EntrySize)
 	require.NoError(t, PutEntry(handle, &CallMethodHandle{RequiredID: 1}, 0))
+	inline := make([]byte, EntrySize)
+	require.NoError(t, PutEntry(inline, &EventUpdate{RequiredID: 1, Payload: Payload{Len: 5}, Inline: true}, 0))
+	consumed := make([]byte, EntrySize)
+	require.NoError(t, PutEntry(consumed, &PayloadConsumed{Handle: 1}, 0))
 	for _, tc := range []struct {
 		name  string
 		entry []byte
@@ -52,6 +57,9 @@ func TestRingEntryDecodeErrors(t *testing.T) {
 		{"undefined flag", with(reply, 1, 0x80), new(CallMethodReply), ErrBadFlags},
 		{"result out of range", with(reply, 2, 3), new(CallMethodReply), ErrBadValue},
 		{"unused bytes set", with(handle, 30, 1), new(CallMethodHandle), ErrBadReserved},
+		{"inline with a slot", with(inline, 24, 7), new(EventUpdate), ErrBadValue},
+		{"inline longer than MaxInline", with(inline, 28, MaxInline+1), new(EventUpdate), ErrBadValue},
+		{"inline flag on another type", with(consumed, 1, FlagInline), new(PayloadConsumed), ErrBadFlags},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := DecodeEntry(tc.entry, tc.into)
@@ -60,6 +68,33 @@ func TestRingEntryDecodeErrors(t *testing.T) {
 	}
 	_, err := EntryType(append([]byte{99}, make([]byte, EntrySize-1)...))
 	assert.ErrorIs(t, err, ErrNotRingType)
+}
+
+func TestInlineEventUpdates(t *testing.T) {
+	e := make([]byte, EntrySize)
+	assert.ErrorIs(t, PutEntry(e, &EventUpdate{Payload: Payload{Len: MaxInline + 1}, Inline: true}, 0), ErrBadValue)
+	require.NoError(t, PutEntry(e, &EventUpdate{Payload: Payload{Slot: 3, Len: 40}, Inline: true}, 0))
+	var m EventUpdate
+	_, err := DecodeEntry(e, &m)
+	require.NoError(t, err)
+	assert.Equal(t, Payload{Slot: NoSlot, Len: 40}, m.Payload, "the slot stays with the writer")
+
+	_, err = (&EventUpdate{Inline: true}).Append(nil)
+	assert.ErrorIs(t, err, ErrInlineOnSocket)
+	onSocket, err := (&EventUpdate{}).Append(nil)
+	require.NoError(t, err)
+	onSocket[1] = FlagInline
+	_, _, err = Decode(onSocket)
+	assert.ErrorIs(t, err, ErrBadFlags, "the inline flag is for ring entries only")
+
+	for n, entries := range map[uint32]int{0: 0, 1: 1, 32: 1, 33: 2, MaxInline: 7} {
+		assert.Equal(t, entries, InlineEntries(n), "%d bytes", n)
+	}
+	data := make([]byte, 2*EntrySize)
+	assert.NoError(t, CheckInline(data, 40))
+	data[63] = 1
+	assert.ErrorIs(t, CheckInline(data, 40), ErrBadReserved)
+	assert.NoError(t, CheckInline(data, 64))
 }
 
 func with(e []byte, i int, v byte) []byte {

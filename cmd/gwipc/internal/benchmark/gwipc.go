@@ -51,9 +51,10 @@ const gwDescription = "gwipc: a Listen node (publisher, provider) and a Dial nod
 	"dispatch = the main goroutine calls Dispatch in a loop on a locked OS thread; " +
 	"run = go node.Run(ctx) with LoanWait/PublishWait/Proxy.Call; " +
 	"spin = dispatch with Config.Spin = 200µs on both nodes (they poll the rings before parking). " +
-	"One-way: a 1-slot pool, so the publisher's next Loan waits for the subscriber's release of the last event (its acknowledgement); " +
+	"Payloads up to 224 B travel inline in the rings (OfferConfig.NoInline off). " +
+	"One-way: a 1-slot pool, so the publisher's next Loan waits for the subscriber's release of the last event (its acknowledgement; inline: the subscriber's dispatch passing it); " +
 	"copy = wait for the slot (Loan, Discard), stamp, Publish copies the payload in; loan = Loan, write the payload, stamp, Loan.Publish. " +
-	"Streams: Publish (copy) into a pool of up to 64 slots (4 MiB), retried after Dispatch (PublishWait with Run). " +
+	"Streams: Publish (copy) into a pool of up to 1024 slots (4 MiB; ZeroMQ buffers 1000 messages a side), retried after Dispatch (PublishWait with Run). " +
 	"Calls: CallAsync + Dispatch, or Proxy.Call with Run; the provider's OnCall replies with the request's bytes."
 
 func variantByName(name string) (gwVariant, error) {

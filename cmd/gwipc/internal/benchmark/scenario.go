@@ -168,7 +168,8 @@ func memfdBaseline(_ *section, _ int) contender {
 // defaultSlots is how many payloads a transport may buffer, where it has a
 // knob (gwipc's pool, libqb's rings): 1 for one message in flight (so a
 // gwipc publisher's next Loan waits for the release of the last event);
-// 4 for calls; for streams up to 64 payloads, 4 MiB at most.
+// 4 for calls; for streams up to 1024 payloads (ZeroMQ's default
+// high-water mark is 1000 messages on each side), 4 MiB at most.
 func defaultSlots(scenario string, size int) int {
 	switch scenario {
 	case scenarioLat:
@@ -176,7 +177,7 @@ func defaultSlots(scenario string, size int) int {
 	case scenarioRTT:
 		return 4
 	}
-	return min(64, max(2, 4*mib/size))
+	return min(1024, max(2, 4*mib/size))
 }
 
 // placement is where a run's processes run.

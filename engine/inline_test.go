@@ -1,0 +1,340 @@
+package engine
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/gwipc/gwipc/engine/internal/wire"
+	"github.com/gwipc/gwipc/shm"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
+)
+
+// Inline updates (docs/PROTOCOL.md §10.13): an update of at most
+// wire.MaxInline bytes to a peer with rings travels inside the ring, and
+// its slot comes back when the subscriber's head passes it.
+
+// inlineRecord encodes u as an inline record of a raw ring provider (after
+// its four socket packets, so after the binding): its entry, then data.
+func inlineRecord(t *testing.T, u wire.EventUpdate, data []byte) [][]byte {
+	u.Inline, u.Payload.Len = true, uint32(len(data))
+	e := make([]byte, wire.EntrySize)
+	require.NoError(t, wire.PutEntry(e, &u, 4))
+	record := [][]byte{e}
+	for off := 0; off < len(data); off += wire.EntrySize {
+		e := make([]byte, wire.EntrySize)
+		copy(e, data[off:])
+		record = append(record, e)
+	}
+	return record
+}
+
+// pushEntries writes raw entries after the tail, then publishes a tail
+// advanced by publish entries (a scribbler may publish fewer than it wrote).
+func (rr *rawRing) pushEntries(entries [][]byte, publish int) {
+	tail := word(rr.mem, ctlTail).Load()
+	for i, e := range entries {
+		off := ctlSize + int((tail+uint64(i))%minRingEntries)*wire.EntrySize
+		copy(rr.mem[off:off+wire.EntrySize], e)
+	}
+	word(rr.mem, ctlTail).Store(tail + uint64(publish))
+}
+
+func TestSmallUpdatesTravelInlineAndNeedNoConsume(t *testing.T) {
+	got := make(chan []byte, 1)
+	o, _, l, d := boundPair(t, &OfferConfig{Events: 1, Geometry: shm.Geometry{SlotSize: 512, SlotCount: 2}},
+		func(s Sample) { got <- bytes.Clone(s.Data()) })
+	eventually(t, func() bool { return l.Status().Peers[0].Ring && d.Status().Peers[0].Ring }, "rings up")
+	for _, size := range []int{0, 1, 32, 64, 200, wire.MaxInline} {
+		t.Run(fmt.Sprint(size), func(t *testing.T) {
+			data := make([]byte, size)
+			for i := range data {
+				data[i] = byte(i*13 + size)
+			}
+			sent := ringEntriesSent(l)
+			require.NoError(t, o.Publish(0, data))
+			assert.Equal(t, data, recvWithin(t, got, "the update"))
+			assert.Equal(t, sent+1+uint64(wire.InlineEntries(uint32(size))), ringEntriesSent(l), "the entry and the payload")
+			eventually(t, func() bool { return slotsInUse(l.Status().Offers[0]) == 0 }, "the slot back")
+			assert.Zero(t, ringEntriesSent(d), "without a consume")
+		})
+	}
+	// One byte more goes by slot, and comes back by consume.
+	data := bytes.Repeat([]byte{7}, wire.MaxInline+1)
+	sent := ringEntriesSent(l)
+	require.NoError(t, o.Publish(0, data))
+	assert.Equal(t, data, recvWithin(t, got, "the update by slot"))
+	assert.Equal(t, sent+1, ringEntriesSent(l))
+	eventually(t, func() bool { return ringEntriesSent(d) == 1 && slotsInUse(l.Status().Offers[0]) == 0 }, "consumed")
+}
+
+func TestNoInlineSendsSmallUpdatesBySlot(t *testing.T) {
+	got := make(chan string, 1)
+	o, _, l, d := boundPair(t, &OfferConfig{Events: 1, NoInline: true}, func(s Sample) { got <- string(s.Data()) })
+	eventually(t, func() bool { return l.Status().Peers[0].Ring && d.Status().Peers[0].Ring }, "rings up")
+	require.NoError(t, o.Publish(0, []byte("by slot")))
+	assert.Equal(t, "by slot", recvWithin(t, got, "the update"))
+	assert.Equal(t, uint64(1), ringEntriesSent(l), "the entry alone")
+	eventually(t, func() bool { return ringEntriesSent(d) == 1 }, "a consume")
+}
+
+// An inline sample is the subscriber's own copy: kept, it holds no slot of
+// the provider's, and later updates (which reuse the ring and the slot)
+// leave it as it was.
+func TestAKeptInlineSampleIsACopyAndHoldsNoSlot(t *testing.T) {
+	kept := make(chan Sample, 1)
+	o, _, l, _ := boundPair(t, &OfferConfig{Events: 1, Geometry: shm.Geometry{SlotSize: 64, SlotCount: 1}}, func(s Sample) {
+		if s.Seq() == 1 {
+			s.Keep()
+			kept <- s
+		}
+	})
+	require.NoError(t, o.Publish(0, []byte("the first value")))
+	s := recvWithin(t, kept, "the kept sample")
+	eventually(t, func() bool { return slotsInUse(l.Status().Offers[0]) == 0 }, "the only slot back while the sample is kept")
+	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+	defer cancel()
+	for range 3 * minRingEntries { // around the subscriber's ring, through the same slot
+		require.NoError(t, o.PublishWait(ctx, 0, []byte("a later value..")))
+	}
+	assert.Equal(t, "the first value", string(s.Data()))
+	s.Release()
+	assert.Nil(t, s.Data())
+	assert.False(t, s.Keep())
+}
+
+// After a Loan fails with ErrNoSlot, the provider's Fd becomes readable
+// when the subscriber's dispatch passes the inline update that held the
+// slot: the head, like a consume, wakes a loop that waits for a slot.
+func TestTheRingHeadWakesTheLoopThatGotErrNoSlot(t *testing.T) {
+	l, d := handDriven(t)
+	o, err := l.Offer(sensor, &OfferConfig{Events: 1, Geometry: shm.Geometry{SlotSize: 16, SlotCount: 1}, SubscriberSlots: 1})
+	require.NoError(t, err)
+	px, err := d.Require(sensor, nil)
+	require.NoError(t, err)
+	got := make(chan string, 1)
+	require.NoError(t, px.Subscribe(0, Updates, func(s Sample) { got <- string(s.Data()) }))
+	nodes := []*Node{l, d}
+	pump(t, nodes, func() bool {
+		st, _ := px.Subscription(0)
+		return st == SubscriptionActive && d.Status().Peers[0].Ring && l.Status().Peers[0].Ring
+	}, "bound with rings")
+
+	require.NoError(t, o.Publish(0, []byte("x")))
+	_, err = o.Loan(0)
+	require.ErrorIs(t, err, ErrNoSlot, "the update waits in the subscriber's ring")
+	_, _, err = l.Dispatch(0) // nothing to do: the loop would now wait on Fd
+	require.NoError(t, err)
+	pump(t, []*Node{d}, func() bool { return len(got) == 1 }, "the subscriber takes the update")
+	l.mu.Lock()
+	pending := l.ringsPending()
+	l.mu.Unlock()
+	assert.True(t, pending, "a dispatch about to park sees the slot come back: it must not block")
+	fds := []unix.PollFd{{Fd: int32(l.Fd()), Events: unix.POLLIN}}
+	k, err := unix.Poll(fds, int(waitFor.Milliseconds()))
+	require.NoError(t, err)
+	require.Equal(t, 1, k, "Fd became readable when the head passed the update")
+	_, _, err = l.Dispatch(0)
+	require.NoError(t, err)
+	ln, err := o.Loan(0)
+	require.NoError(t, err, "the slot is free again")
+	require.NoError(t, ln.Discard())
+	assert.Zero(t, ringEntriesSent(d), "no consume was written")
+}
+
+// rawRingSubscriber binds a raw consumer with rings to l's offer of sensor
+// and subscribes it to event 0; it never reads the node's ring, so the
+// slots of inline updates stay held until it moves its head.
+func rawRingSubscriber(t *testing.T, path string, l *Node, id uint64) (*rawPeer, *rawRing) {
+	r := rawConsumer(t, path, wire.CapAll)
+	rr := r.startRawRing(t)
+	rr.node = l
+	reply, fds := r.bindRaw(sensor, id, nil)
+	closeAll(fds)
+	require.Equal(t, wire.StatusOK, reply.Status)
+	r.sendMsg(&wire.SubscribeEvent{ProvidedID: reply.ProvidedID, Subscribe: true})
+	await[*wire.SubscribeEventReply](r)
+	return r, rr
+}
+
+// holdsOf is the slots held by l's binding to the peer named name.
+func holdsOf(l *Node, name string) int {
+	b, ok := bindingOf(l.Status(), name)
+	if !ok {
+		return -1
+	}
+	return b.Holds
+}
+
+// A binding torn down while the slots of its inline updates are still held
+// (its peer has not moved its head) gives them all back at once; when the
+// old peer's head later passes them, nothing is released twice, even for
+// a new binding that got the same reader id.
+func TestUnbindingGivesBackTheSlotsOfUnreadInlineUpdates(t *testing.T) {
+	path := socketPath(t)
+	l := listen(t, path, nil)
+	o, err := l.Offer(sensor, &OfferConfig{Events: 1, Geometry: shm.Geometry{SlotSize: 64, SlotCount: 4}, SubscriberSlots: 4})
+	require.NoError(t, err)
+	old, oldRing := rawRingSubscriber(t, path, l, 1)
+	eventually(t, func() bool { return len(l.Status().Peers) == 1 && l.Status().Peers[0].Ring }, "the raw peer's ring is mapped")
+	for range 3 {
+		require.NoError(t, o.Publish(0, []byte("unread")))
+	}
+	require.Equal(t, 3, holdsOf(l, "raw"), "held until the head passes them")
+	oldTail := ringEntriesSent(l) // the node's only peer yet
+
+	old.sendMsg(&wire.ConnectService{Service: sensor.wire(), RequiredID: 1, InUse: false})
+	eventually(t, func() bool { return len(l.Status().Offers[0].Bindings) == 0 }, "unbound")
+	assert.Zero(t, slotsInUse(l.Status().Offers[0]), "every slot back")
+
+	// A new subscriber (the freed reader id is reused) holds one update...
+	rawRingSubscriber(t, path, l, 1)
+	require.NoError(t, o.Publish(0, []byte("held by the new one")))
+	eventually(t, func() bool { return holdsOf(l, "raw") == 1 }, "the new binding holds its update")
+	// ...and the old peer's head moving past its three updates releases nothing.
+	word(oldRing.mem, ctlHead).Store(oldTail)
+	oldRing.wakeNode(t)
+	require.NoError(t, o.Publish(0, []byte("and one more")))
+	eventually(t, func() bool { return holdsOf(l, "raw") == 2 }, "the new binding holds both")
+	assert.Equal(t, 2, slotsInUse(l.Status().Offers[0]))
+}
+
+// A subscriber that goes away (its socket closed, as when it is killed)
+// with inline updates unread gives back their slots.
+func TestALostSubscriberGivesBackTheSlotsOfUnreadInlineUpdates(t *testing.T) {
+	path := socketPath(t)
+	l := listen(t, path, nil)
+	o, err := l.Offer(sensor, &OfferConfig{Events: 1, Geometry: shm.Geometry{SlotSize: 64, SlotCount: 4}, SubscriberSlots: 4})
+	require.NoError(t, err)
+	r, _ := rawRingSubscriber(t, path, l, 1)
+	eventually(t, func() bool { return len(l.Status().Peers) == 1 && l.Status().Peers[0].Ring }, "the raw peer's ring is mapped")
+	for range 4 {
+		require.NoError(t, o.Publish(0, []byte("unread")))
+	}
+	assert.ErrorIs(t, o.Publish(0, []byte("full")), ErrNoSlot)
+	r.conn.Close()
+	eventually(t, func() bool { return len(l.Status().Peers) == 0 }, "the peer gone")
+	assert.Zero(t, slotsInUse(l.Status().Offers[0]), "every slot back")
+	require.NoError(t, o.Publish(0, []byte("free again")))
+}
+
+// A provider's inline records are read as the protocol says, and a record
+// that breaks it closes that connection.
+func TestInlineRecordsFromARawProvider(t *testing.T) {
+	rp := newRawRingProvider(t, wire.CapAll)
+	rp.bind()
+	payload := bytes.Repeat([]byte("0123456789"), 10)
+	rp.ring.pushEntries(inlineRecord(t, wire.EventUpdate{RequiredID: rp.cs.RequiredID, Seq: 1}, payload), 1+4)
+	rp.ring.pushEntries(inlineRecord(t, wire.EventUpdate{RequiredID: rp.cs.RequiredID, Seq: 2}, nil), 1)
+	rp.ring.wakeNode(t)
+	assert.Equal(t, string(payload), recvWithin(t, rp.got, "the 100-byte update"))
+	assert.Equal(t, "", recvWithin(t, rp.got, "the empty update"))
+	assert.Len(t, rp.d.Status().Peers, 1)
+}
+
+func TestInlineScribblesCloseTheConnection(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		caps    uint32
+		publish int // entries published of the 3-entry record
+		patch   func(record [][]byte)
+	}{
+		{"record beyond the tail", wire.CapAll, 2, nil},
+		{"padding not zero", wire.CapAll, 3, func(r [][]byte) { r[2][31] = 1 }},
+		{"a slot in the entry", wire.CapAll, 3, func(r [][]byte) { r[0][24] = 0 }},
+		{"inline not negotiated", wire.CapAll &^ wire.CapInline, 3, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rp := newRawRingProvider(t, tc.caps)
+			rp.bind()
+			record := inlineRecord(t, wire.EventUpdate{RequiredID: rp.cs.RequiredID, Seq: 1}, make([]byte, 40))
+			if tc.patch != nil {
+				tc.patch(record)
+			}
+			rp.ring.pushEntries(record, tc.publish)
+			rp.ring.wakeNode(t)
+			eventually(t, func() bool { return rp.d.Status().Counters.ProtocolErrors == 1 }, "a protocol error")
+			assert.Empty(t, rp.got, "nothing delivered")
+		})
+	}
+}
+
+// A subscriber without the inline capability gets the same updates by
+// slot, beside one that takes them inline.
+func TestInlineAndSlotSubscribersShareAnUpdate(t *testing.T) {
+	path := socketPath(t)
+	l := listen(t, path, nil)
+	o, err := l.Offer(sensor, &OfferConfig{Events: 1, Geometry: shm.Geometry{SlotSize: 64, SlotCount: 2}})
+	require.NoError(t, err)
+	got := make(chan string, 2)
+	for _, cfg := range []*Config{{Name: "inline"}, {Name: "socket", DisableRings: true}} {
+		d := dial(t, path, cfg)
+		px, err := d.Require(sensor, nil)
+		require.NoError(t, err)
+		require.NoError(t, px.Subscribe(0, Updates, func(s Sample) { got <- cfg.Name + ":" + string(s.Data()) }))
+		eventually(t, func() bool { st, _ := px.Subscription(0); return st == SubscriptionActive }, "subscribed")
+	}
+	eventually(t, func() bool { st := l.Status(); return len(st.Peers) == 2 && (st.Peers[0].Ring || st.Peers[1].Ring) }, "one ring up")
+	for i := range 10 {
+		msg := fmt.Sprint("update ", i)
+		require.NoError(t, o.Publish(0, []byte(msg)))
+		assert.ElementsMatch(t, []string{"inline:" + msg, "socket:" + msg},
+			[]string{recvWithin(t, got, "an update"), recvWithin(t, got, "the other")})
+		eventually(t, func() bool { return slotsInUse(l.Status().Offers[0]) == 0 }, "the slot back from both")
+	}
+}
+
+// A provider spinning for a slot (Config.Spin) stops as soon as the
+// subscriber's head passes the inline update that held it, long before its
+// budget ends: the subscriber does not wake a spinning node.
+func TestASpinningProviderSeesTheHeadGiveItsSlotBack(t *testing.T) {
+	path := socketPath(t)
+	l, err := Listen(path, &Config{Spin: time.Hour})
+	require.NoError(t, err)
+	t.Cleanup(func() { l.Close() })
+	d, err := Dial(path, nil)
+	require.NoError(t, err)
+	t.Cleanup(func() { d.Close() })
+	o, err := l.Offer(sensor, &OfferConfig{Events: 1, Geometry: shm.Geometry{SlotSize: 16, SlotCount: 1}, SubscriberSlots: 1})
+	require.NoError(t, err)
+	px, err := d.Require(sensor, nil)
+	require.NoError(t, err)
+	got := make(chan struct{}, 1)
+	require.NoError(t, px.Subscribe(0, Updates, func(Sample) { got <- struct{}{} }))
+	pump(t, []*Node{l, d}, func() bool {
+		st, _ := px.Subscription(0)
+		return st == SubscriptionActive && d.Status().Peers[0].Ring && l.Status().Peers[0].Ring
+	}, "bound with rings")
+
+	require.NoError(t, o.Publish(0, []byte("x")))
+	_, err = o.Loan(0)
+	require.ErrorIs(t, err, ErrNoSlot)
+	subscriberDone := make(chan error, 1)
+	go func() {
+		// Most often the subscriber takes the update while the provider
+		// spins below; when it is first, the provider finds the slot
+		// back before spinning, which passes too.
+		time.Sleep(20 * time.Millisecond)
+		for deadline := time.Now().Add(waitFor); len(got) == 0 && time.Now().Before(deadline); {
+			if _, _, err := d.Dispatch(time.Millisecond); err != nil {
+				subscriberDone <- err
+				return
+			}
+		}
+		subscriberDone <- nil
+	}()
+	for deadline := time.Now().Add(waitFor); ; {
+		_, _, err := l.Dispatch(waitFor)
+		require.NoError(t, err)
+		if ln, err := o.Loan(0); err == nil {
+			require.NoError(t, ln.Discard())
+			break
+		}
+		require.True(t, time.Now().Before(deadline), "the slot did not come back within %v", waitFor)
+	}
+	require.NoError(t, recvWithin(t, subscriberDone, "the subscriber"))
+}
