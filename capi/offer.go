@@ -42,12 +42,16 @@ func (of *offer) offerConfig(p C.capi_coffer_params) (engine.OfferConfig, error)
 	if uint64(p.subscriber_slots) > 1<<31-1 {
 		return engine.OfferConfig{}, errRange
 	}
+	if p.flags&^C.GWIPC_OFFER_NO_INLINE != 0 {
+		return engine.OfferConfig{}, codeErr(C.GWIPC_E_INVAL, "flags: undefined bits set")
+	}
 	cfg := engine.OfferConfig{
 		Events:          uint16(p.events),
 		Methods:         uint16(p.methods),
 		Geometry:        geometry(p.geometry),
 		ReplyGeometry:   geometry(p.reply_geometry),
 		SubscriberSlots: int(p.subscriber_slots),
+		NoInline:        p.flags&C.GWIPC_OFFER_NO_INLINE != 0,
 	}
 	if p.n_fields > 0 {
 		cfg.Fields = slices.Clone(unsafe.Slice((*uint16)(unsafe.Pointer(p.fields)), int(p.n_fields)))

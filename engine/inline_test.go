@@ -338,3 +338,37 @@ func TestASpinningProviderSeesTheHeadGiveItsSlotBack(t *testing.T) {
 	}
 	require.NoError(t, recvWithin(t, subscriberDone, "the subscriber"))
 }
+
+// Inline payloads live outside the Go heap (C may keep their pointers): a
+// kept one stays readable after its node closes, and the mappings go with
+// the last release.
+func TestAKeptInlineSampleOutlivesItsNode(t *testing.T) {
+	path := socketPath(t)
+	l, err := Listen(path, nil)
+	require.NoError(t, err)
+	d, err := Dial(path, nil)
+	require.NoError(t, err)
+	o, err := l.Offer(sensor, &OfferConfig{Events: 1})
+	require.NoError(t, err)
+	px, err := d.Require(sensor, nil)
+	require.NoError(t, err)
+	kept := make(chan Sample, 1)
+	require.NoError(t, px.Subscribe(0, Updates, func(s Sample) {
+		s.Keep()
+		kept <- s
+	}))
+	pump(t, []*Node{l, d}, func() bool { st, _ := px.Subscription(0); return st == SubscriptionActive }, "subscribed")
+	require.NoError(t, o.Publish(0, []byte("outlives")))
+	pump(t, []*Node{l, d}, func() bool { return len(kept) == 1 }, "the kept sample")
+	s := <-kept
+	require.NoError(t, l.Close())
+	require.NoError(t, d.Close())
+	assert.Equal(t, "outlives", string(s.Data()))
+	d.mu.Lock()
+	assert.Len(t, d.arena.chunks, 1, "mapped while the sample is kept")
+	d.mu.Unlock()
+	s.Release()
+	d.mu.Lock()
+	assert.Empty(t, d.arena.chunks, "unmapped with the last release")
+	d.mu.Unlock()
+}

@@ -123,6 +123,7 @@ type Node struct {
 
 	// Reusable objects, guarded by mu.
 	freeSamples []*sampleRec
+	arena       inlineArena // the payloads of inline samples
 	freeReplies []*replyRec
 	freeCalls   []*pendingCall
 }
@@ -606,6 +607,13 @@ func (n *Node) Close() error {
 		n.dropLocked(cb)
 	}
 	n.callbacks = nil
+	for _, r := range n.freeSamples {
+		if r.inline != nil {
+			n.arena.put(r.inline)
+		}
+	}
+	n.freeSamples = nil
+	n.arena.close()   // once kept samples are released too
 	n.admitting = nil // torn down with every other peer
 	logs := n.takeLogs()
 	n.mu.Unlock()

@@ -569,7 +569,14 @@ func (n *Node) onInlineUpdate(p *peer, b *consBinding, m *wire.EventUpdate) erro
 	}
 	r := n.newSample()
 	r.received = received{n: n, b: b, payload: wire.Payload{Slot: wire.NoSlot}}
-	r.data = r.copy[:copy(r.copy[:], n.in.inline)]
+	if r.inline == nil {
+		if r.inline = n.arena.get(); r.inline == nil {
+			r.releaseLocked()
+			n.peerLogf(p, slog.LevelError, "no memory for an inline update: dropped (the subscriber sees the gap)")
+			return nil
+		}
+	}
+	r.data = r.inline[:copy(r.inline, n.in.inline)]
 	r.event, r.seq, r.requested = m.Event, m.Seq, m.Requested
 	n.enqueue(callback{sample: r})
 	return nil

@@ -43,7 +43,7 @@ type sampleRec struct {
 	seq       uint64
 	event     uint16
 	requested bool
-	copy      [wire.MaxInline]byte // the payload of an inline update (data points here)
+	inline    []byte // a buffer of n.arena for inline payloads, once needed (kept while the record is reused)
 }
 
 // Sample is one received event update: a read-only view of a slot in the
@@ -132,8 +132,12 @@ func (r *sampleRec) releaseLocked() {
 	r.gen.Store(0)
 	r.received.releaseLocked()
 	r.data = nil
-	if n := r.n; len(n.freeSamples) < maxFreeSamples {
+	n := r.n
+	if !n.closed && len(n.freeSamples) < maxFreeSamples {
 		n.freeSamples = append(n.freeSamples, r)
+	} else if r.inline != nil {
+		n.arena.put(r.inline)
+		r.inline = nil
 	}
 }
 

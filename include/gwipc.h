@@ -574,6 +574,7 @@ typedef struct gwipc_offer_params {
     gwipc_geometry geometry;       /* the event pool, shared by subscribers ({0,0}: 64 x 4 KiB) */
     gwipc_geometry reply_geometry; /* each binding's reply pool ({0,0}: 16 x 4 KiB) */
     uint32_t subscriber_slots;     /* slots one subscriber may hold (0: half the pool) */
+    uint32_t flags;                /* GWIPC_OFFER_* (0: none). Since 0.2 */
     /* The first subscriber of an event arrived (1) or the last left (0). */
     gwipc_subscribers_cb on_subscription;
     /* A method call: answer with gwipc_call_reply / gwipc_call_fail, now or later. */
@@ -587,7 +588,16 @@ typedef struct gwipc_offer_params {
     gwipc_destroy_cb destroy;
 } gwipc_offer_params;
 #define GWIPC_OFFER_PARAMS_INIT \
-    {sizeof(gwipc_offer_params), 0, 0, NULL, 0, {0, 0}, {0, 0}, 0, NULL, NULL, NULL, NULL, NULL, NULL}
+    {sizeof(gwipc_offer_params), 0, 0, NULL, 0, {0, 0}, {0, 0}, 0, 0, NULL, NULL, NULL, NULL, NULL, NULL}
+
+/* gwipc_offer_params.flags. GWIPC_OFFER_NO_INLINE: send every update by
+ * slot. By default an update of at most 224 bytes to a peer connected
+ * through rings travels as a copy inside the ring (cheaper for both sides);
+ * its slot then comes back as soon as the subscriber's dispatch has read
+ * it, so a kept sample, or a callback still running, holds no slot. With
+ * the flag every subscriber reads in place and holds the slot until its
+ * callback returns or the kept sample is released. */
+#define GWIPC_OFFER_NO_INLINE (1u << 0)
 
 /* Starts offering svc. Peers that require a compatible version are told, now
  * and when they connect later. *out is owned: gwipc_offer_close. Errors:

@@ -47,6 +47,7 @@ BINDING_MAJOR, BINDING_MINOR = 0, 2
 
 FOREVER = -1
 DISPATCH_MORE = 1 << 30
+OFFER_NO_INLINE = 1 << 0
 SONAME = "libgwipc.so.1"
 
 # ---- structs ---------------------------------------------------------------
@@ -161,7 +162,7 @@ find_cb = CFUNCTYPE(None, c_void_p, FinderP, POINTER(gwipc_find_event))
 class gwipc_offer_params(Structure):
     _fields_ = [("struct_size", c_uint32), ("events", c_uint16), ("methods", c_uint16),
                 ("fields", POINTER(c_uint16)), ("n_fields", c_size_t), ("geometry", gwipc_geometry),
-                ("reply_geometry", gwipc_geometry), ("subscriber_slots", c_uint32),
+                ("reply_geometry", gwipc_geometry), ("subscriber_slots", c_uint32), ("flags", c_uint32),
                 ("on_subscription", subscribers_cb), ("on_call", call_cb), ("on_cancel", call_cb),
                 ("on_update_request", update_request_cb), ("userdata", c_void_p), ("destroy", destroy_cb)]
 

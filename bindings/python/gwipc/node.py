@@ -481,7 +481,7 @@ class Node(Owned):
 
     def offer(self, service: ServiceID, *, events: int = 0, methods: int = 0, fields: Iterable[int] = (),
               geometry: "Geometry | None" = None, reply_geometry: "Geometry | None" = None,
-              subscriber_slots: int = 0, on_call: Callable[..., Any] | None = None,
+              subscriber_slots: int = 0, inline: bool = True, on_call: Callable[..., Any] | None = None,
               on_cancel: Callable[..., Any] | None = None,
               on_subscription: Callable[[int, bool], Any] | None = None,
               on_update_request: Callable[[int], Any] | None = None) -> "Offer":
@@ -489,7 +489,7 @@ class Node(Owned):
         from .offer import Offer
         return Offer._create(self, service, events=events, methods=methods, fields=tuple(fields),
                              geometry=geometry, reply_geometry=reply_geometry, subscriber_slots=subscriber_slots,
-                             on_call=on_call, on_cancel=on_cancel, on_subscription=on_subscription,
+                             inline=inline, on_call=on_call, on_cancel=on_cancel, on_subscription=on_subscription,
                              on_update_request=on_update_request)
 
     def require(self, service: ServiceID, *, on_availability: Callable[[bool], Any] | None = None,

@@ -36,11 +36,18 @@ class Offer(Child):
       last left.
     - ``on_update_request(event)``: a peer wants a field's current value
       and none is cached: publish it.
+
+    ``subscriber_slots`` bounds the slots one subscriber holds (0: half the
+    pool). With ``inline`` (the default) an update of at most 224 bytes to
+    a peer connected through rings travels as a copy inside the ring, and
+    its slot comes back once the subscriber's dispatch has read it; with
+    ``inline=False`` every subscriber reads in place and holds the slot
+    until its handler returns or the kept sample is released.
     """
 
     @classmethod
     def _create(cls, node: Node, service: ServiceID, *, events: int, methods: int, fields: tuple[int, ...],
-                geometry: Geometry | None, reply_geometry: Geometry | None, subscriber_slots: int,
+                geometry: Geometry | None, reply_geometry: Geometry | None, subscriber_slots: int, inline: bool,
                 on_call: Callable[["Call"], Any] | None, on_cancel: Callable[["Call"], Any] | None,
                 on_subscription: Callable[[int, bool], Any] | None,
                 on_update_request: Callable[[int], Any] | None) -> "Offer":
@@ -60,6 +67,7 @@ class Offer(Child):
                             fields=ctypes.cast(c_fields, ctypes.POINTER(ctypes.c_uint16)), n_fields=len(field_ids),
                             geometry=c_geometry(geometry), reply_geometry=c_geometry(reply_geometry),
                             subscriber_slots=_lib.integer(subscriber_slots, "subscriber_slots", _lib.U32),
+                            flags=0 if inline else _lib.OFFER_NO_INLINE,
                             destroy=_lib.on_destroy)
         key = _lib.register(self)
         params.userdata = key

@@ -177,7 +177,7 @@ class Events(TempDirTest):
 
     def test_kept_sample_and_escaped_view_hold_the_slot_until_released(self) -> None:
         a, b = pair(self)
-        offer = a.offer(SVC, events=1, geometry=gwipc.Geometry(64, 4))
+        offer = a.offer(SVC, events=1, geometry=gwipc.Geometry(64, 4), inline=False)
         proxy = b.require(SVC)
         kept: list[gwipc.Sample] = []
         views: list[memoryview] = []
@@ -202,6 +202,26 @@ class Events(TempDirTest):
         views.clear()
         gc.collect()
         pump(a, b, until=lambda: in_use() == 0)
+
+    def test_kept_inline_sample_is_a_copy_and_holds_no_slot(self) -> None:
+        a, b = pair(self)
+        offer = a.offer(SVC, events=1, geometry=gwipc.Geometry(64, 1))  # inline: the default
+        proxy = b.require(SVC)
+        kept: list[gwipc.Sample] = []
+        seen: list[int] = []
+
+        def handler(s: gwipc.Sample) -> None:
+            seen.append(s.seq)
+            if s.seq == 1:
+                kept.append(s.keep())
+        proxy.subscribe(0, handler)
+        pump(a, b, until=lambda: proxy.subscription_state(0) == gwipc.SubscriptionState.ACTIVE)
+        for i in range(100):  # one slot, reused while the first sample is kept
+            offer.publish(0, b"later" if i else b"first")  # the slot came back: the head passed it
+            pump(a, b, until=lambda: len(seen) == i + 1)
+        self.assertEqual(a.status()["offers"][0]["pool"]["in_use"], 0)
+        self.assertEqual(bytes(kept[0].data), b"first")
+        kept[0].release()
 
 
 class Methods(TempDirTest):

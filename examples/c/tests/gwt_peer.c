@@ -1,7 +1,7 @@
 /*
  * gwt_peer - the C peer process the tests start (never a test itself).
  *
- *   gwt_peer provider SOCKET STATUS_PATH|- NAME
+ *   gwt_peer provider SOCKET STATUS_PATH|- NAME [noinline]
  *   gwt_peer consumer SOCKET NAME
  *   gwt_peer query STATUS_PATH REQUEST      (one gwipc_sipc_query, then exit)
  *
@@ -10,7 +10,7 @@
  * graceful shutdown, "crash" exits 9 at once (no goodbye).
  *
  * provider: listens, offers gwt.test/one@1.2 (util.h: 2 events, event 1 a
- *   field, 4 methods) and serves the status endpoint with commands "echo"
+ *   field, 4 methods; with noinline, GWIPC_OFFER_NO_INLINE) and serves the status endpoint with commands "echo"
  *   (responds with the rest of the request) and "fail" (fails).
  *   stdin:  pub N | loan N | field TEXT | withdraw | reoffer
  *   (an update request for the field with none cached publishes "fresh")
@@ -186,6 +186,8 @@ static void on_peer_down(void *ud, gwipc_node *n, const gwipc_peer_info *p, cons
     say("peer-down %s %d", p->name, why ? why->code : 0);
 }
 
+static uint32_t offer_flags; /* GWIPC_OFFER_NO_INLINE with argument noinline */
+
 static void make_offer(void)
 {
     static const uint16_t fields[] = {EV_FIELD};
@@ -200,6 +202,7 @@ static void make_offer(void)
     p.on_cancel = on_cancel;
     p.on_subscription = on_subscribers;
     p.on_update_request = on_update_request;
+    p.flags = offer_flags;
     int rc = gwipc_node_offer(node, &svc, &p, &offer, &err);
     if (rc != GWIPC_OK)
         die("offer", rc, &err);
@@ -392,13 +395,16 @@ int main(int argc, char **argv)
 {
     if (argc == 4 && strcmp(argv[1], "query") == 0)
         return query(argv[2], argv[3]);
-    int is_provider = argc == 5 && strcmp(argv[1], "provider") == 0;
-    if (is_provider)
+    int is_provider = (argc == 5 || (argc == 6 && strcmp(argv[5], "noinline") == 0)) &&
+                      strcmp(argv[1], "provider") == 0;
+    if (is_provider) {
+        offer_flags = argc == 6 ? GWIPC_OFFER_NO_INLINE : 0;
         provider(argv[2], argv[3], argv[4]);
+    }
     else if (argc == 4 && strcmp(argv[1], "consumer") == 0)
         consumer(argv[2], argv[3]);
     else {
-        fprintf(stderr, "usage: gwt_peer provider SOCKET STATUS|- NAME | consumer SOCKET NAME\n");
+        fprintf(stderr, "usage: gwt_peer provider SOCKET STATUS|- NAME [noinline] | consumer SOCKET NAME\n");
         return 2;
     }
     say("ready");

@@ -32,12 +32,16 @@ static struct side {
 } S;
 
 /* consumer_side with the consumer dialled with cfg (NULL: the defaults). */
+/* The provider's option for the next consumer_side (NULL: none). */
+static const char *provider_opt;
+
 static void consumer_side_config(int event, int mode, gwipc_config *cfg)
 {
     memset(&S, 0, sizeof S);
     gwt_path(S.sock, sizeof S.sock, "p.sock");
     gwt_path(S.status, sizeof S.status, "p.status");
-    gwt_peer_provider(&S.prov, S.sock, S.status, "gwt-provider");
+    gwt_peer_provider_opt(&S.prov, S.sock, S.status, "gwt-provider", provider_opt);
+    provider_opt = NULL;
     S.node = cfg ? gwt_dial_config(S.sock, cfg) : gwt_dial(S.sock, "e2e-consumer");
     gwt_rec_init(&S.rec);
     S.p = gwt_require(S.node, "one", &S.rec, event, mode);
@@ -92,7 +96,8 @@ static void test_events_in_order_with_sequence_numbers(void)
     assert_int_equal(S.rec.destroyed, 2); /* the subscription's and the proxy's destroy */
 }
 
-/* Kept samples stay readable and hold their slot until released. */
+/* Kept samples stay readable and, sent by slot (GWIPC_OFFER_NO_INLINE),
+ * hold their slot until released. */
 static gwipc_sample kept[3];
 static int n_kept;
 static void keep_sample(void *ud, gwipc_proxy *p, const gwipc_sample *s)
@@ -116,6 +121,7 @@ static int provider_holds(int n)
 
 static void test_kept_samples_hold_slots_until_released(void)
 {
+    provider_opt = "noinline";
     consumer_side(-1, 0);
     n_kept = 0;
     GWT_RC(gwipc_proxy_subscribe(S.p, GWT_EV_PLAIN, GWIPC_UPDATES, keep_sample, NULL, NULL), GWIPC_OK);
@@ -149,6 +155,30 @@ static void test_kept_samples_hold_slots_until_released(void)
     gwipc_sample_release(&kept[1]);
     gwipc_sample_release(&kept[2]);
     GWT_UNTIL(S.node, provider_holds(0), 5 * SEC);
+    side_end();
+}
+
+/* Small updates travel inline (a copy in the ring): kept, they hold no
+ * slot of the provider's, and stay as they were while later updates reuse
+ * the ring and the slots. */
+static void test_kept_inline_samples_are_copies(void)
+{
+    consumer_side(-1, 0);
+    n_kept = 0;
+    GWT_RC(gwipc_proxy_subscribe(S.p, GWT_EV_PLAIN, GWIPC_UPDATES, keep_sample, NULL, NULL), GWIPC_OK);
+    GWT_UNTIL(S.node, gwt_rec_suback(&S.rec, GWT_EV_PLAIN) == 0, 5 * SEC);
+    gwt_send(&S.prov, "pub 3");
+    GWT_UNTIL(S.node, n_kept == 3, 5 * SEC);
+    GWT_UNTIL(S.node, provider_holds(0), 5 * SEC); /* kept, yet no slot held */
+    gwt_send(&S.prov, "pub 200");                  /* around the ring, through every slot */
+    gwt_expect(&S.prov, S.node, "published 200 0", NULL, 0, 10 * SEC);
+    for (int i = 0; i < 3; i++) {
+        char want[16];
+        snprintf(want, sizeof want, "ev %d", i);
+        assert_int_equal(kept[i].len, strlen(want));
+        assert_memory_equal(kept[i].data, want, kept[i].len);
+        gwipc_sample_release(&kept[i]);
+    }
     side_end();
 }
 
@@ -1136,6 +1166,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         GWT_TEST(test_events_in_order_with_sequence_numbers),
         GWT_TEST(test_kept_samples_hold_slots_until_released),
+        GWT_TEST(test_kept_inline_samples_are_copies),
         GWT_TEST(test_field_initial_value_and_request_update),
         GWT_TEST(test_field_update_request_reaches_provider),
         GWT_TEST(test_availability_follows_withdraw_and_reoffer),

@@ -637,7 +637,12 @@ char *gwt_read_all(gwt_child *c, gwipc_node *node, int64_t timeout_us, int *exit
 
 void gwt_peer_provider(gwt_child *c, const char *sock, const char *status, const char *name)
 {
-    gwt_spawn(c, "c-tests/gwt_peer", "provider", sock, status ? status : "-", name, (char *)NULL);
+    gwt_peer_provider_opt(c, sock, status, name, NULL);
+}
+
+void gwt_peer_provider_opt(gwt_child *c, const char *sock, const char *status, const char *name, const char *opt)
+{
+    gwt_spawn(c, "c-tests/gwt_peer", "provider", sock, status ? status : "-", name, opt, (char *)NULL);
     gwt_expect(c, NULL, "ready", NULL, 0, 10000000);
 }
 

@@ -210,6 +210,8 @@ char *gwt_read_all(gwt_child *c, gwipc_node *node, int64_t timeout_us, int *exit
 
 /* Starts the C peer (gwt_peer) in a role and waits for its "ready" line. */
 void gwt_peer_provider(gwt_child *c, const char *sock, const char *status, const char *name);
+/* The same, with gwt_peer's optional last argument (NULL: none; "noinline"). */
+void gwt_peer_provider_opt(gwt_child *c, const char *sock, const char *status, const char *name, const char *opt);
 void gwt_peer_consumer(gwt_child *c, const char *sock, const char *name);
 
 /* ---- Signals --------------------------------------------------------------- */
