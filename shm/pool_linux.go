@@ -7,6 +7,7 @@ import (
 	"math"
 	"os"
 	"sync"
+	"sync/atomic"
 
 	"golang.org/x/sys/unix"
 )
@@ -23,7 +24,7 @@ const poolSeals = unix.F_SEAL_SHRINK | unix.F_SEAL_GROW | unix.F_SEAL_FUTURE_WRI
 type slotState struct {
 	holds uint32 // reader holds, summed over readers
 	gen   uint32 // bumped at every Alloc; lets a stale Loan be detected
-	owned bool   // the writer's owner reference is held
+	owned atomic.Bool // the writer's owner reference is held (written under Pool.mu; Slot reads it without)
 }
 
 // reader is one registered reading peer.
@@ -211,7 +212,7 @@ func (p *Pool) allocLocked() (slot, gen uint32, err error) {
 	i := p.free[n-1]
 	p.free = p.free[:n-1]
 	s := &p.slots[i]
-	s.owned = true
+	s.owned.Store(true)
 	s.gen++
 	p.owned++
 	p.inUse++
@@ -221,11 +222,10 @@ func (p *Pool) allocLocked() (slot, gen uint32, err error) {
 // Slot returns the whole of slot i (SlotSize bytes), writable, or nil if i is
 // out of range or has no owner reference. The slice points into the shared
 // mapping: it is valid only while the owner reference is held (until Free),
-// and readers holding the slot see every write.
+// and readers holding the slot see every write. It takes no lock: the
+// caller holding the owner reference keeps the mapping alive.
 func (p *Pool) Slot(i uint32) []byte {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if i >= p.geo.SlotCount || !p.slots[i].owned {
+	if i >= p.geo.SlotCount || !p.slots[i].owned.Load() {
 		return nil
 	}
 	return p.slotBytes(i)
@@ -250,10 +250,10 @@ func (p *Pool) freeLocked(i uint32) error {
 		return ErrBadSlot
 	}
 	s := &p.slots[i]
-	if !s.owned {
+	if !s.owned.Load() {
 		return ErrNotAllocated
 	}
-	s.owned = false
+	s.owned.Store(false)
 	p.owned--
 	if s.holds == 0 {
 		p.releaseSlot(i)
@@ -391,7 +391,7 @@ func (p *Pool) dropHoldsLocked(rd *reader) int {
 		rd.held -= int(c)
 		s := &p.slots[i]
 		s.holds -= c
-		if s.holds == 0 && !s.owned {
+		if s.holds == 0 && !s.owned.Load() {
 			p.releaseSlot(uint32(i))
 		}
 	}
@@ -411,7 +411,7 @@ func (p *Pool) Share(i uint32, r ReaderID) error {
 		return ErrBadSlot
 	}
 	s := &p.slots[i]
-	if !s.owned {
+	if !s.owned.Load() {
 		return ErrNotAllocated
 	}
 	rd := p.reader(r)
@@ -450,7 +450,7 @@ func (p *Pool) Release(i uint32, r ReaderID) error {
 	rd.held--
 	s := &p.slots[i]
 	s.holds--
-	if s.holds == 0 && !s.owned {
+	if s.holds == 0 && !s.owned.Load() {
 		p.releaseSlot(i)
 	}
 	return nil
@@ -567,7 +567,7 @@ func (l Loan) Discard() error {
 	p := l.p
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if s := p.slots[l.slot]; !s.owned || s.gen != l.gen {
+	if s := &p.slots[l.slot]; !s.owned.Load() || s.gen != l.gen {
 		return ErrNotAllocated
 	}
 	return p.freeLocked(l.slot)
