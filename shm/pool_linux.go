@@ -22,8 +22,8 @@ const poolSeals = unix.F_SEAL_SHRINK | unix.F_SEAL_GROW | unix.F_SEAL_FUTURE_WRI
 
 // slotState is the writer-private bookkeeping of one slot.
 type slotState struct {
-	holds uint32 // reader holds, summed over readers
-	gen   uint32 // bumped at every Alloc; lets a stale Loan be detected
+	holds uint32      // reader holds, summed over readers
+	gen   uint32      // bumped at every Alloc; lets a stale Loan be detected
 	owned atomic.Bool // the writer's owner reference is held (written under Pool.mu; Slot reads it without)
 }
 
