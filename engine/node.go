@@ -124,6 +124,7 @@ type Node struct {
 	// Reusable objects, guarded by mu.
 	freeSamples []*sampleRec
 	arena       inlineArena // the payloads of inline samples
+	headWakes   []*peer     // peers whose inline updates our head passed this round (see wakeForHeads)
 	freeReplies []*replyRec
 	freeCalls   []*pendingCall
 }
@@ -436,6 +437,7 @@ func (n *Node) runCallbacks() (ran int) {
 		}
 		n.acknowledgeLateCalls()
 		n.releaseBatch()
+		n.wakeForHeads()
 		n.parkUntilNextDispatch()
 		n.lastMore = n.more || len(n.callbacks) > 0
 		clear(batch)

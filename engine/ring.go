@@ -77,6 +77,7 @@ type ringLink struct {
 	wokenEpoch  uint64 // the peer's park epoch we last woke
 	wantWake    bool   // urgent entries written since the last wake check
 	consumed    bool   // consumes written since then: they wake a peer waiting for slots
+	headWake    bool   // our head passed inline updates: in Node.headWakes
 
 	holds     []inlineHold // slots held for the peer's inline updates still in our ring, oldest first
 	holdsDone int          // holds[:holdsDone] are released
@@ -452,6 +453,26 @@ func (p *peer) wakeParked() {
 	}
 }
 
+// wakeForHeads wakes the providers waiting for a slot whose inline updates
+// our heads have passed. Called with n.mu held after the round's
+// callbacks, as consumes go out after their handlers: on one CPU a woken
+// provider would otherwise run before the handlers of what we just read.
+// Passing an inline update gives its slot back; the provider announces its
+// wait and then reads our head, we stored the head before we read its
+// slot-wait word here, so one of us sees the other.
+func (n *Node) wakeForHeads() {
+	for _, p := range n.headWakes {
+		if l := p.ring; l != nil && l.headWake {
+			l.headWake = false
+			if l.peerWaitsForSlots() {
+				p.wakeParked()
+			}
+		}
+	}
+	clear(n.headWakes)
+	n.headWakes = n.headWakes[:0]
+}
+
 // peerEntry is the entry i of the peer's ring, in its mapping.
 func (l *ringLink) peerEntry(i uint64) []byte {
 	off := ctlSize + int(i&(l.peerEntries-1))*wire.EntrySize
@@ -570,11 +591,9 @@ func (n *Node) readRing(p *peer, budget int) (more bool) {
 		return more
 	}
 	word(l.ownMem, ctlHead).Store(l.read)
-	// Passing inline updates gives their slots back: like consumes, that
-	// wakes the provider if it waits for a slot (it announces the wait,
-	// then reads our head).
-	if inline && l.peerWaitsForSlots() {
-		p.wakeParked()
+	if inline && !l.headWake {
+		l.headWake = true
+		n.headWakes = append(n.headWakes, p)
 	}
 	// A writer waiting for room is woken once per announcement, after the
 	// head moved (it announces, then looks at the head).

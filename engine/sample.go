@@ -143,12 +143,13 @@ func (r *sampleRec) releaseLocked() {
 
 // deliver runs the subscription's handler for r, on the dispatching
 // goroutine. The dispatcher releases r afterwards unless it was kept; it
-// reports whether r came through a ring (whose consumes cost no system
-// call, so it is worth releasing at once).
-func (r *sampleRec) deliver() (viaRing bool) {
+// reports whether r holds a slot that came through a ring (whose consume
+// costs no system call, so it is worth releasing at once; an inline
+// sample holds none, and waits for the end of the batch).
+func (r *sampleRec) deliver() (releaseNow bool) {
 	n := r.n
 	n.mu.Lock()
-	viaRing = r.b.peer.ring.ready()
+	releaseNow = r.payload.Slot != wire.NoSlot && r.b.peer.ring.ready()
 	var handler func(Sample)
 	if px := r.b.proxy; !px.closed {
 		if sub := px.sub(r.event); sub != nil {
@@ -162,7 +163,7 @@ func (r *sampleRec) deliver() (viaRing bool) {
 	if handler != nil {
 		handler(s)
 	}
-	return viaRing
+	return releaseNow
 }
 
 // newSample takes a record for a delivery, with a new generation. Called
