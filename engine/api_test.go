@@ -380,6 +380,49 @@ func TestHotPathsDoNotAllocate(t *testing.T) {
 	assertNoAllocs(t, call, "call, reply")
 }
 
+// A dispatch that takes a full round of updates at once (a subscriber that
+// fell behind a stream) allocates nothing either: the node keeps a round's
+// worth of sample records, and inline payloads go into buffers it reuses.
+func TestAFullRoundOfUpdatesDoesNotAllocate(t *testing.T) {
+	l, d := handDriven(t)
+	const burst = maxRoundCallbacks
+	o, err := l.Offer(sensor, &OfferConfig{Events: 1, Geometry: shm.Geometry{SlotSize: 64, SlotCount: burst}, SubscriberSlots: burst})
+	require.NoError(t, err)
+	px, err := d.Require(sensor, nil)
+	require.NoError(t, err)
+	got := 0
+	require.NoError(t, px.Subscribe(0, Updates, func(Sample) { got++ }))
+	pump(t, []*Node{l, d}, func() bool {
+		st, _ := px.Subscription(0)
+		return st == SubscriptionActive && d.Status().Peers[0].Ring && l.Status().Peers[0].Ring
+	}, "bound with rings")
+	data := make([]byte, 64)
+	round := func() {
+		for range burst {
+			if err := o.Publish(0, data); err != nil {
+				t.Fatal(err)
+			}
+		}
+		want := got + burst
+		for got < want {
+			if _, _, err := d.Dispatch(waitFor); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	for range 5 {
+		round()
+	}
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	for range 20 {
+		round()
+	}
+	runtime.ReadMemStats(&after)
+	t.Logf("%d heap allocations over 20 rounds of %d updates", after.Mallocs-before.Mallocs, burst)
+	assert.LessOrEqual(t, after.Mallocs-before.Mallocs, uint64(allocsTolerated))
+}
+
 // The blocking paths, with both nodes in Run, allocate nothing per message
 // once warm: Proxy.Call, and LoanWait and PublishWait on a 1-slot pool, so
 // that nearly every wait blocks until the subscriber's release comes back.

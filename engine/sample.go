@@ -47,15 +47,17 @@ type sampleRec struct {
 }
 
 // Sample is one received event update: a read-only view of a slot in the
-// provider's shared memory. It is a small value; copies refer to the same
-// delivery.
+// provider's shared memory or, for an update of at most 224 bytes that came
+// inline through a ring (OfferConfig.NoInline), the node's own copy of it.
+// It is a small value; copies refer to the same delivery.
 //
 // A Sample is valid while its handler runs and is released when the handler
-// returns, unless the handler calls Keep; a kept sample stays valid (and its
-// slot stays held, counting against the subscriber's share of the pool)
-// until Release. Release and Keep act only on the delivery the Sample came
-// from: on a copy kept past its release they do nothing. Writing to Data
-// faults: the memory is mapped read-only.
+// returns, unless the handler calls Keep; a kept sample stays valid until
+// Release (a slot it reads in place stays held meanwhile, counting against
+// the subscriber's share of the pool; an inline copy holds none). Release
+// and Keep act only on the delivery the Sample came from: on a copy kept
+// past its release they do nothing. Do not write to Data: a slot is mapped
+// read-only (writing faults), and a copy belongs to the node.
 type Sample struct {
 	rec       *sampleRec
 	gen       uint64
