@@ -3,6 +3,7 @@ package engine
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"fmt"
 	"testing"
 	"time"
@@ -371,4 +372,68 @@ func TestAKeptInlineSampleOutlivesItsNode(t *testing.T) {
 	d.mu.Lock()
 	assert.Empty(t, d.arena.chunks, "unmapped with the last release")
 	d.mu.Unlock()
+}
+
+// FuzzRingReader: whatever a provider writes into its ring (entries of any
+// type, inline records cut short or padded with garbage, a tail that
+// claims more than was written), the subscriber reading it never panics or
+// hangs: it takes what is valid, in order, and a bad entry closes that
+// connection only; the node goes on.
+func FuzzRingReader(f *testing.F) {
+	u := wire.EventUpdate{Seq: 1}
+	seed := func(publish int, entries ...[]byte) {
+		f.Add(bytes.Join(entries, nil), uint8(publish))
+	}
+	record := func(data []byte) [][]byte {
+		e := make([]byte, wire.EntrySize)
+		m := u
+		m.Inline, m.Payload.Len = true, uint32(len(data))
+		if err := wire.PutEntry(e, &m, 4); err != nil {
+			f.Fatal(err)
+		}
+		out := [][]byte{e}
+		for off := 0; off < len(data); off += wire.EntrySize {
+			d := make([]byte, wire.EntrySize)
+			copy(d, data[off:])
+			out = append(out, d)
+		}
+		return out
+	}
+	seed(1+2, record(make([]byte, 40))...)
+	seed(1, record(make([]byte, 40))...) // cut short
+	seed(1+7, record(bytes.Repeat([]byte{1}, wire.MaxInline))...)
+	seed(1+1+1, append(record([]byte("a")), record(nil)...)...)
+	f.Fuzz(func(t *testing.T, raw []byte, publish uint8) {
+		n := min(len(raw)/wire.EntrySize, minRingEntries)
+		entries := make([][]byte, n)
+		for i := range entries {
+			entries[i] = raw[i*wire.EntrySize : (i+1)*wire.EntrySize]
+			if len(entries[i]) > 8 && entries[i][0] == byte(wire.TypeEventUpdate) {
+				// Aim most updates at the binding, so they get past the handle check.
+				binary.LittleEndian.PutUint64(entries[i][8:], 1)
+			}
+		}
+		rp := newRawRingProvider(t, wire.CapAll)
+		require.Equal(t, uint64(1), rp.cs.RequiredID, "the dialler's first handle")
+		rp.bind()
+		published := min(int(publish), minRingEntries)
+		rp.ring.pushEntries(entries, published)
+		rp.ring.wakeNode(t)
+		eventually(t, func() bool {
+			st := rp.d.Status()
+			if st.Counters.ProtocolErrors > 0 {
+				return len(st.Peers) == 0
+			}
+			rp.d.mu.Lock()
+			defer rp.d.mu.Unlock()
+			for _, p := range rp.d.peers {
+				if l := p.ring; l != nil && l.peer != nil {
+					return l.read == uint64(published) || l.stalled
+				}
+			}
+			return false
+		}, "the subscriber took the ring, or dropped the provider")
+		_, err := rp.d.Require(testService("other"), nil)
+		require.NoError(t, err, "the node goes on")
+	})
 }

@@ -328,14 +328,14 @@ type rawRingProvider struct {
 // reply, the Ring, the offer). bind sends packet 4.
 func newRawRingProvider(t *testing.T, caps uint32) *rawRingProvider {
 	path := socketPath(t)
+	ln, err := transport.Listen(path, transport.ListenConfig{}) // before the dialler: it connects at once
+	require.NoError(t, err)
+	t.Cleanup(func() { ln.Close() })
 	rp := &rawRingProvider{d: dial(t, path, nil), got: make(chan string, 8)}
 	px, err := rp.d.Require(sensor, nil)
 	require.NoError(t, err)
 	require.NoError(t, px.Subscribe(0, Updates, func(s Sample) { rp.got <- string(s.Data()) }))
 
-	ln, err := transport.Listen(path, transport.ListenConfig{})
-	require.NoError(t, err)
-	t.Cleanup(func() { ln.Close() })
 	var c *transport.Conn
 	eventually(t, func() bool { c, err = ln.Accept(); return err == nil }, "dialler connects")
 	t.Cleanup(func() { c.Close() })
