@@ -386,16 +386,9 @@ func TestHotPathsDoNotAllocate(t *testing.T) {
 func TestAFullRoundOfUpdatesDoesNotAllocate(t *testing.T) {
 	l, d := handDriven(t)
 	const burst = maxRoundCallbacks
-	o, err := l.Offer(sensor, &OfferConfig{Events: 1, Geometry: shm.Geometry{SlotSize: 64, SlotCount: burst}, SubscriberSlots: burst})
-	require.NoError(t, err)
-	px, err := d.Require(sensor, nil)
-	require.NoError(t, err)
 	got := 0
-	require.NoError(t, px.Subscribe(0, Updates, func(Sample) { got++ }))
-	pump(t, []*Node{l, d}, func() bool {
-		st, _ := px.Subscription(0)
-		return st == SubscriptionActive && d.Status().Peers[0].Ring && l.Status().Peers[0].Ring
-	}, "bound with rings")
+	o, _ := bindByHand(t, l, d, &OfferConfig{Events: 1, Geometry: shm.Geometry{SlotSize: 64, SlotCount: burst}, SubscriberSlots: burst},
+		func(Sample) { got++ })
 	data := make([]byte, 64)
 	round := func() {
 		for range burst {

@@ -1016,20 +1016,25 @@ func TestShutdownSaysGoodbyeAndFlushes(t *testing.T) {
 // A blocking call from a callback of the same node returns ErrDeadlock
 // instead of hanging.
 func TestBlockingCallsFromACallbackReturnErrDeadlock(t *testing.T) {
-	errs := make(chan error, 2)
+	errs := make(chan error, 3)
 	o, px, _, _ := boundPair(t, &OfferConfig{Events: 1, Methods: 1, OnCall: func(c Call) { c.Reply(nil) }}, func(Sample) {})
 	require.NoError(t, px.Subscribe(0, Updates, func(Sample) {
 		_, err := px.Call(context.Background(), 0, nil)
 		errs <- err
 		own, err := px.n.Offer(ServiceID{Interface: Interface{ID: "own"}, Instance: "i"}, &OfferConfig{Events: 1})
-		if err == nil {
-			_, err = own.LoanWait(context.Background(), 0)
+		if err != nil {
+			errs <- err
+			errs <- err
+			return
 		}
+		_, err = own.LoanWait(context.Background(), 0)
 		errs <- err
+		errs <- own.PublishWait(context.Background(), 0, []byte("small")) // refused though a slot is free
 	}))
 	require.NoError(t, o.Publish(0, nil))
 	assert.ErrorIs(t, recvWithin(t, errs, "Call"), ErrDeadlock)
 	assert.ErrorIs(t, recvWithin(t, errs, "LoanWait"), ErrDeadlock)
+	assert.ErrorIs(t, recvWithin(t, errs, "PublishWait"), ErrDeadlock)
 }
 
 // A peer that says Goodbye and closes while our data is still unread in its

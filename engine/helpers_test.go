@@ -161,3 +161,19 @@ func spinUntil(t testing.TB, cond func() bool, what string) {
 		runtime.Gosched()
 	}
 }
+
+// bindByHand offers sensor (cfg) on l and subscribes handler to its event
+// 0 from d, dispatching both by hand until they are bound with rings.
+func bindByHand(t testing.TB, l, d *Node, cfg *OfferConfig, handler func(Sample)) (*Offer, *Proxy) {
+	t.Helper()
+	o, err := l.Offer(sensor, cfg)
+	require.NoError(t, err)
+	px, err := d.Require(sensor, nil)
+	require.NoError(t, err)
+	require.NoError(t, px.Subscribe(0, Updates, handler))
+	pump(t, []*Node{l, d}, func() bool {
+		st, _ := px.Subscription(0)
+		return st == SubscriptionActive && d.Status().Peers[0].Ring && l.Status().Peers[0].Ring
+	}, "bound with rings")
+	return o, px
+}

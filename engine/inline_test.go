@@ -12,7 +12,6 @@ import (
 	"github.com/gwipc/gwipc/shm"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"golang.org/x/sys/unix"
 )
 
 // Inline updates (docs/PROTOCOL.md §10.13): an update of at most
@@ -21,7 +20,7 @@ import (
 
 // inlineRecord encodes u as an inline record of a raw ring provider (after
 // its four socket packets, so after the binding): its entry, then data.
-func inlineRecord(t *testing.T, u wire.EventUpdate, data []byte) [][]byte {
+func inlineRecord(t testing.TB, u wire.EventUpdate, data []byte) [][]byte {
 	u.Inline, u.Payload.Len = true, uint32(len(data))
 	e := make([]byte, wire.EntrySize)
 	require.NoError(t, wire.PutEntry(e, &u, 4))
@@ -113,20 +112,12 @@ func TestAKeptInlineSampleIsACopyAndHoldsNoSlot(t *testing.T) {
 // slot: the head, like a consume, wakes a loop that waits for a slot.
 func TestTheRingHeadWakesTheLoopThatGotErrNoSlot(t *testing.T) {
 	l, d := handDriven(t)
-	o, err := l.Offer(sensor, &OfferConfig{Events: 1, Geometry: shm.Geometry{SlotSize: 16, SlotCount: 1}, SubscriberSlots: 1})
-	require.NoError(t, err)
-	px, err := d.Require(sensor, nil)
-	require.NoError(t, err)
 	got := make(chan string, 1)
-	require.NoError(t, px.Subscribe(0, Updates, func(s Sample) { got <- string(s.Data()) }))
-	nodes := []*Node{l, d}
-	pump(t, nodes, func() bool {
-		st, _ := px.Subscription(0)
-		return st == SubscriptionActive && d.Status().Peers[0].Ring && l.Status().Peers[0].Ring
-	}, "bound with rings")
+	o, _ := bindByHand(t, l, d, &OfferConfig{Events: 1, Geometry: shm.Geometry{SlotSize: 16, SlotCount: 1}, SubscriberSlots: 1},
+		func(s Sample) { got <- string(s.Data()) })
 
 	require.NoError(t, o.Publish(0, []byte("x")))
-	_, err = o.Loan(0)
+	_, err := o.Loan(0)
 	require.ErrorIs(t, err, ErrNoSlot, "the update waits in the subscriber's ring")
 	_, _, err = l.Dispatch(0) // nothing to do: the loop would now wait on Fd
 	require.NoError(t, err)
@@ -135,15 +126,7 @@ func TestTheRingHeadWakesTheLoopThatGotErrNoSlot(t *testing.T) {
 	pending := l.ringsPending()
 	l.mu.Unlock()
 	assert.True(t, pending, "a dispatch about to park sees the slot come back: it must not block")
-	fds := []unix.PollFd{{Fd: int32(l.Fd()), Events: unix.POLLIN}}
-	k, err := unix.Poll(fds, int(waitFor.Milliseconds()))
-	require.NoError(t, err)
-	require.Equal(t, 1, k, "Fd became readable when the head passed the update")
-	_, _, err = l.Dispatch(0)
-	require.NoError(t, err)
-	ln, err := o.Loan(0)
-	require.NoError(t, err, "the slot is free again")
-	require.NoError(t, ln.Discard())
+	fdWakesForTheSlot(t, l, o)
 	assert.Zero(t, ringEntriesSent(d), "no consume was written")
 }
 
@@ -162,6 +145,22 @@ func rawRingSubscriber(t *testing.T, path string, l *Node, id uint64) (*rawPeer,
 	return r, rr
 }
 
+// unreadInlineUpdates offers sensor from a 4-slot pool on a running
+// listener, binds a raw ring subscriber to it and publishes k inline
+// updates the subscriber leaves unread.
+func unreadInlineUpdates(t *testing.T, k int) (path string, l *Node, o *Offer, r *rawPeer, rr *rawRing) {
+	path = socketPath(t)
+	l = listen(t, path, nil)
+	o, err := l.Offer(sensor, &OfferConfig{Events: 1, Geometry: shm.Geometry{SlotSize: 64, SlotCount: 4}, SubscriberSlots: 4})
+	require.NoError(t, err)
+	r, rr = rawRingSubscriber(t, path, l, 1)
+	eventually(t, func() bool { return len(l.Status().Peers) == 1 && l.Status().Peers[0].Ring }, "the raw peer's ring is mapped")
+	for range k {
+		require.NoError(t, o.Publish(0, []byte("unread")))
+	}
+	return path, l, o, r, rr
+}
+
 // holdsOf is the slots held by l's binding to the peer named name.
 func holdsOf(l *Node, name string) int {
 	b, ok := bindingOf(l.Status(), name)
@@ -176,15 +175,7 @@ func holdsOf(l *Node, name string) int {
 // old peer's head later passes them, nothing is released twice, even for
 // a new binding that got the same reader id.
 func TestUnbindingGivesBackTheSlotsOfUnreadInlineUpdates(t *testing.T) {
-	path := socketPath(t)
-	l := listen(t, path, nil)
-	o, err := l.Offer(sensor, &OfferConfig{Events: 1, Geometry: shm.Geometry{SlotSize: 64, SlotCount: 4}, SubscriberSlots: 4})
-	require.NoError(t, err)
-	old, oldRing := rawRingSubscriber(t, path, l, 1)
-	eventually(t, func() bool { return len(l.Status().Peers) == 1 && l.Status().Peers[0].Ring }, "the raw peer's ring is mapped")
-	for range 3 {
-		require.NoError(t, o.Publish(0, []byte("unread")))
-	}
+	path, l, o, old, oldRing := unreadInlineUpdates(t, 3)
 	require.Equal(t, 3, holdsOf(l, "raw"), "held until the head passes them")
 	oldTail := ringEntriesSent(l) // the node's only peer yet
 
@@ -207,15 +198,7 @@ func TestUnbindingGivesBackTheSlotsOfUnreadInlineUpdates(t *testing.T) {
 // A subscriber that goes away (its socket closed, as when it is killed)
 // with inline updates unread gives back their slots.
 func TestALostSubscriberGivesBackTheSlotsOfUnreadInlineUpdates(t *testing.T) {
-	path := socketPath(t)
-	l := listen(t, path, nil)
-	o, err := l.Offer(sensor, &OfferConfig{Events: 1, Geometry: shm.Geometry{SlotSize: 64, SlotCount: 4}, SubscriberSlots: 4})
-	require.NoError(t, err)
-	r, _ := rawRingSubscriber(t, path, l, 1)
-	eventually(t, func() bool { return len(l.Status().Peers) == 1 && l.Status().Peers[0].Ring }, "the raw peer's ring is mapped")
-	for range 4 {
-		require.NoError(t, o.Publish(0, []byte("unread")))
-	}
+	_, l, o, r, _ := unreadInlineUpdates(t, 4)
 	assert.ErrorIs(t, o.Publish(0, []byte("full")), ErrNoSlot)
 	r.conn.Close()
 	eventually(t, func() bool { return len(l.Status().Peers) == 0 }, "the peer gone")
@@ -300,16 +283,9 @@ func TestASpinningProviderSeesTheHeadGiveItsSlotBack(t *testing.T) {
 	d, err := Dial(path, nil)
 	require.NoError(t, err)
 	t.Cleanup(func() { d.Close() })
-	o, err := l.Offer(sensor, &OfferConfig{Events: 1, Geometry: shm.Geometry{SlotSize: 16, SlotCount: 1}, SubscriberSlots: 1})
-	require.NoError(t, err)
-	px, err := d.Require(sensor, nil)
-	require.NoError(t, err)
 	got := make(chan struct{}, 1)
-	require.NoError(t, px.Subscribe(0, Updates, func(Sample) { got <- struct{}{} }))
-	pump(t, []*Node{l, d}, func() bool {
-		st, _ := px.Subscription(0)
-		return st == SubscriptionActive && d.Status().Peers[0].Ring && l.Status().Peers[0].Ring
-	}, "bound with rings")
+	o, _ := bindByHand(t, l, d, &OfferConfig{Events: 1, Geometry: shm.Geometry{SlotSize: 16, SlotCount: 1}, SubscriberSlots: 1},
+		func(Sample) { got <- struct{}{} })
 
 	require.NoError(t, o.Publish(0, []byte("x")))
 	_, err = o.Loan(0)
@@ -384,21 +360,8 @@ func FuzzRingReader(f *testing.F) {
 	seed := func(publish int, entries ...[]byte) {
 		f.Add(bytes.Join(entries, nil), uint8(publish))
 	}
-	record := func(data []byte) [][]byte {
-		e := make([]byte, wire.EntrySize)
-		m := u
-		m.Inline, m.Payload.Len = true, uint32(len(data))
-		if err := wire.PutEntry(e, &m, 4); err != nil {
-			f.Fatal(err)
-		}
-		out := [][]byte{e}
-		for off := 0; off < len(data); off += wire.EntrySize {
-			d := make([]byte, wire.EntrySize)
-			copy(d, data[off:])
-			out = append(out, d)
-		}
-		return out
-	}
+	u.RequiredID = 1
+	record := func(data []byte) [][]byte { return inlineRecord(f, u, data) }
 	seed(1+2, record(make([]byte, 40))...)
 	seed(1, record(make([]byte, 40))...) // cut short
 	seed(1+7, record(bytes.Repeat([]byte{1}, wire.MaxInline))...)

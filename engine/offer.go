@@ -149,6 +149,9 @@ func (o *Offer) PublishWait(ctx context.Context, event uint16, data []byte) erro
 }
 
 func (o *Offer) publishCopy(ctx context.Context, wait bool, event uint16, data []byte) error {
+	if wait && o.n.onAppThread() {
+		return ErrDeadlock // even with a slot free: PublishWait from a callback is refused, always
+	}
 	if len(data) <= smallPublish {
 		if done, err := o.publishSmall(event, data); done {
 			return err

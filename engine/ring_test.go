@@ -377,6 +377,13 @@ func TestFdWakesTheLoopThatGotErrNoSlot(t *testing.T) {
 	_, _, err = l.Dispatch(0) // nothing to do: the loop would now wait on Fd
 	require.NoError(t, err)
 	s.Release() // through the subscriber's ring: no socket packet
+	fdWakesForTheSlot(t, l, o)
+}
+
+// fdWakesForTheSlot waits (bounded) for l's Fd to become readable, then
+// dispatches l once and checks that the offer's slot is free again.
+func fdWakesForTheSlot(t *testing.T, l *Node, o *Offer) {
+	t.Helper()
 	fds := []unix.PollFd{{Fd: int32(l.Fd()), Events: unix.POLLIN}}
 	k, err := unix.Poll(fds, int(waitFor.Milliseconds()))
 	require.NoError(t, err)

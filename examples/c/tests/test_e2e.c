@@ -119,15 +119,22 @@ static int provider_holds(int n)
     return ok;
 }
 
-static void test_kept_samples_hold_slots_until_released(void)
+/* Subscribes keep_sample and has the provider (with option opt) publish
+ * three events, which it keeps. */
+static void keep_three(const char *opt)
 {
-    provider_opt = "noinline";
+    provider_opt = opt;
     consumer_side(-1, 0);
     n_kept = 0;
     GWT_RC(gwipc_proxy_subscribe(S.p, GWT_EV_PLAIN, GWIPC_UPDATES, keep_sample, NULL, NULL), GWIPC_OK);
     GWT_UNTIL(S.node, gwt_rec_suback(&S.rec, GWT_EV_PLAIN) == 0, 5 * SEC);
     gwt_send(&S.prov, "pub 3");
     GWT_UNTIL(S.node, n_kept == 3, 5 * SEC);
+}
+
+static void test_kept_samples_hold_slots_until_released(void)
+{
+    keep_three("noinline");
     gwt_dispatch(S.node, 50000);
     for (int i = 0; i < 3; i++) {
         char want[16];
@@ -163,12 +170,7 @@ static void test_kept_samples_hold_slots_until_released(void)
  * the ring and the slots. */
 static void test_kept_inline_samples_are_copies(void)
 {
-    consumer_side(-1, 0);
-    n_kept = 0;
-    GWT_RC(gwipc_proxy_subscribe(S.p, GWT_EV_PLAIN, GWIPC_UPDATES, keep_sample, NULL, NULL), GWIPC_OK);
-    GWT_UNTIL(S.node, gwt_rec_suback(&S.rec, GWT_EV_PLAIN) == 0, 5 * SEC);
-    gwt_send(&S.prov, "pub 3");
-    GWT_UNTIL(S.node, n_kept == 3, 5 * SEC);
+    keep_three(NULL);
     GWT_UNTIL(S.node, provider_holds(0), 5 * SEC); /* kept, yet no slot held */
     gwt_send(&S.prov, "pub 200");                  /* around the ring, through every slot */
     gwt_expect(&S.prov, S.node, "published 200 0", NULL, 0, 10 * SEC);
