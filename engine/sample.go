@@ -48,7 +48,8 @@ type sampleRec struct {
 
 // Sample is one received event update: a read-only view of a slot in the
 // provider's shared memory or, for an update of at most 224 bytes that came
-// inline through a ring (OfferConfig.NoInline), the node's own copy of it.
+// inline through a ring (unless the provider set OfferConfig.NoInline), the
+// node's own copy of it.
 // It is a small value; copies refer to the same delivery.
 //
 // A Sample is valid while its handler runs and is released when the handler

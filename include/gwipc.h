@@ -665,9 +665,9 @@ GWIPC_API int gwipc_call_is_cancelled(const gwipc_call *call);
 
 /* A received event update, borrowed for the sample callback: data is a
  * read-only view of the provider's shared memory (writing faults) or, for
- * an update of at most 224 bytes that came inline through a ring
- * (GWIPC_OFFER_NO_INLINE), the library's copy of it (do not write it
- * either). It is released when the callback returns unless kept with
+ * an update of at most 224 bytes that came inline through a ring (unless
+ * the provider set GWIPC_OFFER_NO_INLINE), the library's copy of it (do
+ * not write it either). It is released when the callback returns unless kept with
  * gwipc_sample_keep; a kept copy stays valid until released, even after
  * the node closes. */
 typedef struct gwipc_sample {
