@@ -12,6 +12,7 @@ import (
 	"github.com/gwipc/gwipc/shm"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
 )
 
 // Inline updates (docs/PROTOCOL.md §10.13): an update of at most
@@ -399,4 +400,75 @@ func FuzzRingReader(f *testing.F) {
 		_, err := rp.d.Require(testService("other"), nil)
 		require.NoError(t, err, "the node goes on")
 	})
+}
+
+// A subscriber that takes inline updates from one provider and socket
+// updates from another reads both: an update from the socket is never
+// mistaken for an inline one (the decoder's message is reused).
+func TestInlineAndSocketUpdatesFromTwoProviders(t *testing.T) {
+	path := socketPath(t)
+	s := listen(t, path, nil)
+	withRings, withoutRings := dial(t, path, nil), dial(t, path, &Config{DisableRings: true})
+	other := sensor
+	other.Instance = "other"
+	got := make(chan string, 4)
+	var offers []*Offer
+	for i, p := range []struct {
+		n   *Node
+		svc ServiceID
+	}{{withRings, sensor}, {withoutRings, other}} {
+		o, err := p.n.Offer(p.svc, &OfferConfig{Events: 1})
+		require.NoError(t, err)
+		offers = append(offers, o)
+		px, err := s.Require(p.svc, nil)
+		require.NoError(t, err)
+		require.NoError(t, px.Subscribe(0, Updates, func(sm Sample) { got <- fmt.Sprint(i, ":", string(sm.Data())) }))
+		eventually(t, func() bool { st, _ := px.Subscription(0); return st == SubscriptionActive }, "subscribed to %v", p.svc)
+	}
+	eventually(t, func() bool { st := withRings.Status(); return len(st.Peers) == 1 && st.Peers[0].Ring }, "rings up")
+	for range 3 {
+		require.NoError(t, offers[0].Publish(0, []byte("inline")))
+		assert.Equal(t, "0:inline", recvWithin(t, got, "the inline update"))
+		require.NoError(t, offers[1].Publish(0, []byte("socket")))
+		assert.Equal(t, "1:socket", recvWithin(t, got, "the socket update"))
+	}
+	assert.Zero(t, s.Status().Counters.ProtocolErrors)
+}
+
+// A call that needs a slot reads the rings outside any dispatch; when that
+// passes inline updates (here of an event no longer subscribed, so nothing
+// is queued), the node's Fd becomes readable so that its next dispatch
+// sends the provider waiting for that slot its wake-up. (The subscriber is
+// made to look busy, as a node in Run is between rounds, so that the
+// provider's update does not wake it.)
+func TestPassingInlineUpdatesOutsideADispatchStillWakesTheProvider(t *testing.T) {
+	l, d := handDriven(t)
+	o, px := bindByHand(t, l, d, &OfferConfig{Events: 1, Geometry: shm.Geometry{SlotSize: 16, SlotCount: 1}, SubscriberSlots: 1},
+		func(Sample) {})
+	own, err := d.Offer(testService("own"), &OfferConfig{Events: 1, Geometry: shm.Geometry{SlotSize: 16, SlotCount: 1}})
+	require.NoError(t, err)
+	held, err := own.Loan(0) // the subscriber's own pool is exhausted
+	require.NoError(t, err)
+	defer held.Discard()
+	require.NoError(t, px.Unsubscribe(0))
+	d.mu.Lock()
+	d.unpark()
+	d.mu.Unlock()
+
+	require.NoError(t, o.Publish(0, []byte("x")))
+	_, err = o.Loan(0)
+	require.ErrorIs(t, err, ErrNoSlot)
+	_, _, err = l.Dispatch(0) // the provider now waits on its Fd for the slot
+	require.NoError(t, err)
+	fds := []unix.PollFd{{Fd: int32(d.Fd()), Events: unix.POLLIN}}
+	k, err := unix.Poll(fds, 0)
+	require.NoError(t, err)
+	require.Zero(t, k, "the update did not wake the busy subscriber")
+	require.ErrorIs(t, own.Publish(0, []byte("y")), ErrNoSlot, "reads the rings, passing the provider's update")
+	k, err = unix.Poll(fds, int(waitFor.Milliseconds()))
+	require.NoError(t, err)
+	require.Equal(t, 1, k, "the subscriber's Fd became readable")
+	_, _, err = d.Dispatch(0)
+	require.NoError(t, err)
+	fdWakesForTheSlot(t, l, o)
 }

@@ -195,7 +195,7 @@ func (o *Offer) publishSmall(event uint16, data []byte) (done bool, err error) {
 	if err != nil {
 		return !errors.Is(err, shm.ErrNoSlot), mapShmErr(err)
 	}
-	copy(pool.Slot(slot), data)
+	copy(pool.HeldSlot(slot), data)
 	o.fanout(event, slot, uint32(len(data)))
 	return true, nil
 }
@@ -403,7 +403,7 @@ func (o *Offer) sendUpdate(b *provBinding, event uint16, seq uint64, slot, size 
 		return
 	}
 	u := wire.EventUpdate{RequiredID: b.requiredID, Event: event, Seq: seq, Requested: requested, Payload: wire.Payload{Slot: slot, Len: size}}
-	if o.cfg.NoInline || !p.inlines(size) || !p.pushInline(b, u, o.pool.Slot(slot)[:size]) {
+	if o.cfg.NoInline || !p.inlines(size) || !p.pushInline(b, u, o.pool.HeldSlot(slot)[:size]) {
 		p.queueUpdate(u)
 	}
 	o.stats.Sent++

@@ -304,7 +304,10 @@ func (p *peer) releaseHolds(head uint64) {
 	released := false
 	for ; l.holdsDone < len(l.holds) && l.holds[l.holdsDone].end <= head; l.holdsDone++ {
 		h := &l.holds[l.holdsDone]
-		h.b.offer.pool.Release(h.slot, h.b.reader) // held since the update was written: cannot fail
+		// Held since the update was written; only a peer that also sent
+		// Payload_consumed for it (a hostile one) has let it go already,
+		// and the error then concerns its own holds alone.
+		h.b.offer.pool.Release(h.slot, h.b.reader)
 		h.b = nil
 		released = true
 	}
@@ -325,7 +328,9 @@ func (l *ringLink) forgetHolds(b *provBinding) {
 	if l == nil {
 		return
 	}
-	l.holds = slices.DeleteFunc(l.holds[l.holdsDone:], func(h inlineHold) bool { return h.b == b })
+	k := copy(l.holds, l.holds[l.holdsDone:]) // in place: the capacity stays
+	clear(l.holds[k:])
+	l.holds = slices.DeleteFunc(l.holds[:k], func(h inlineHold) bool { return h.b == b })
 	l.holdsDone = 0
 }
 
@@ -571,6 +576,10 @@ func (n *Node) readRing(p *peer, budget int) (more bool) {
 			break
 		}
 		if u, ok := m.(*wire.EventUpdate); ok && u.Inline {
+			if p.caps&wire.CapInline == 0 {
+				n.fail(p, protoErr("inline Event_update without the inline capability", nil))
+				break
+			}
 			if err := l.takeInline(&n.in, u.Payload.Len, t); err != nil {
 				n.fail(p, protoErr("ring entry", err))
 				break
@@ -594,6 +603,12 @@ func (n *Node) readRing(p *peer, budget int) (more bool) {
 	if inline && !l.headWake {
 		l.headWake = true
 		n.headWakes = append(n.headWakes, p)
+		if !n.batching {
+			// Read by an API call (a slot was needed), not by a dispatch:
+			// have the next one run, which sends the wake-up after its
+			// callbacks.
+			n.wakeNeeded = true
+		}
 	}
 	// A writer waiting for room is woken once per announcement, after the
 	// head moved (it announces, then looks at the head).

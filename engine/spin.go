@@ -71,7 +71,7 @@ func (n *Node) spinForEntries(d time.Duration) (found bool, events int) {
 	wakes := n.wakes.Load()
 	for i := 0; ; i++ {
 		for _, r := range n.spinSet {
-			if word(r.l.peer, ctlTail).Load() != r.quiet || r.heldTo != 0 && word(r.l.peer, ctlHead).Load() >= r.heldTo {
+			if word(r.l.peer, ctlTail).Load() != r.quiet || r.heldTo != 0 && word(r.l.ownMem, ctlSlotWait).Load() != 0 && word(r.l.peer, ctlHead).Load() >= r.heldTo {
 				return true, 0
 			}
 		}
@@ -90,8 +90,9 @@ func (n *Node) spinForEntries(d time.Duration) (found bool, events int) {
 }
 
 // spinRing is a ring a spin polls, with the tail at which it has nothing
-// for us and, while callers wait for a slot, the head that gives back the
-// slot of our oldest inline update in it (0: none to watch).
+// for us and the head that gives back the slot of our oldest inline update
+// in it (0: none), watched while callers wait for a slot (our slot-wait
+// word, which a caller may set during the spin).
 type spinRing struct {
 	l      *ringLink
 	quiet  uint64
@@ -108,10 +109,9 @@ func (n *Node) spinBeforeParking() (found bool, events int) {
 		return false, 0
 	}
 	n.spinning = true
-	waiting := n.slotWaiters > 0 || n.slotWanted
 	for _, p := range n.rings {
 		r := spinRing{l: p.ring, quiet: p.ring.quietTail()}
-		if l := p.ring; waiting && l.holdsDone < len(l.holds) {
+		if l := p.ring; l.holdsDone < len(l.holds) {
 			r.heldTo = l.holds[l.holdsDone].end
 		}
 		n.spinSet = append(n.spinSet, r)

@@ -7,7 +7,6 @@ import (
 	"math"
 	"os"
 	"sync"
-	"sync/atomic"
 
 	"golang.org/x/sys/unix"
 )
@@ -22,9 +21,9 @@ const poolSeals = unix.F_SEAL_SHRINK | unix.F_SEAL_GROW | unix.F_SEAL_FUTURE_WRI
 
 // slotState is the writer-private bookkeeping of one slot.
 type slotState struct {
-	holds uint32      // reader holds, summed over readers
-	gen   uint32      // bumped at every Alloc; lets a stale Loan be detected
-	owned atomic.Bool // the writer's owner reference is held (written under Pool.mu; Slot reads it without)
+	holds uint32 // reader holds, summed over readers
+	gen   uint32 // bumped at every Alloc; lets a stale Loan be detected
+	owned bool   // the writer's owner reference is held
 }
 
 // reader is one registered reading peer.
@@ -212,7 +211,7 @@ func (p *Pool) allocLocked() (slot, gen uint32, err error) {
 	i := p.free[n-1]
 	p.free = p.free[:n-1]
 	s := &p.slots[i]
-	s.owned.Store(true)
+	s.owned = true
 	s.gen++
 	p.owned++
 	p.inUse++
@@ -222,10 +221,22 @@ func (p *Pool) allocLocked() (slot, gen uint32, err error) {
 // Slot returns the whole of slot i (SlotSize bytes), writable, or nil if i is
 // out of range or has no owner reference. The slice points into the shared
 // mapping: it is valid only while the owner reference is held (until Free),
-// and readers holding the slot see every write. It takes no lock: the
-// caller holding the owner reference keeps the mapping alive.
+// and readers holding the slot see every write.
 func (p *Pool) Slot(i uint32) []byte {
-	if i >= p.geo.SlotCount || !p.slots[i].owned.Load() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if i >= p.geo.SlotCount || !p.slots[i].owned {
+		return nil
+	}
+	return p.slotBytes(i)
+}
+
+// HeldSlot is Slot for a caller that holds slot i's owner reference and
+// goes on holding it, without the other goroutines of its program freeing
+// it, while it uses the bytes: it takes no lock and checks only the range
+// (nil beyond it). A hot path's shortcut; Slot is the checked way.
+func (p *Pool) HeldSlot(i uint32) []byte {
+	if i >= p.geo.SlotCount {
 		return nil
 	}
 	return p.slotBytes(i)
@@ -250,10 +261,10 @@ func (p *Pool) freeLocked(i uint32) error {
 		return ErrBadSlot
 	}
 	s := &p.slots[i]
-	if !s.owned.Load() {
+	if !s.owned {
 		return ErrNotAllocated
 	}
-	s.owned.Store(false)
+	s.owned = false
 	p.owned--
 	if s.holds == 0 {
 		p.releaseSlot(i)
@@ -391,7 +402,7 @@ func (p *Pool) dropHoldsLocked(rd *reader) int {
 		rd.held -= int(c)
 		s := &p.slots[i]
 		s.holds -= c
-		if s.holds == 0 && !s.owned.Load() {
+		if s.holds == 0 && !s.owned {
 			p.releaseSlot(uint32(i))
 		}
 	}
@@ -411,7 +422,7 @@ func (p *Pool) Share(i uint32, r ReaderID) error {
 		return ErrBadSlot
 	}
 	s := &p.slots[i]
-	if !s.owned.Load() {
+	if !s.owned {
 		return ErrNotAllocated
 	}
 	rd := p.reader(r)
@@ -450,7 +461,7 @@ func (p *Pool) Release(i uint32, r ReaderID) error {
 	rd.held--
 	s := &p.slots[i]
 	s.holds--
-	if s.holds == 0 && !s.owned.Load() {
+	if s.holds == 0 && !s.owned {
 		p.releaseSlot(i)
 	}
 	return nil
@@ -567,7 +578,7 @@ func (l Loan) Discard() error {
 	p := l.p
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if s := &p.slots[l.slot]; !s.owned.Load() || s.gen != l.gen {
+	if s := &p.slots[l.slot]; !s.owned || s.gen != l.gen {
 		return ErrNotAllocated
 	}
 	return p.freeLocked(l.slot)

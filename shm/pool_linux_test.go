@@ -694,3 +694,16 @@ func concurrentWorker(p *Pool, v *View, shared ReaderID, tag byte, iters int) er
 	p.RemoveReader(r)
 	return nil
 }
+
+func TestHeldSlotIsTheSlotWithoutTheChecks(t *testing.T) {
+	p, err := NewPool("held", Geometry{SlotSize: 64, SlotCount: 2})
+	require.NoError(t, err)
+	defer p.Close()
+	i, err := p.Alloc()
+	require.NoError(t, err)
+	copy(p.HeldSlot(i), "written through HeldSlot")
+	assert.Equal(t, p.Slot(i), p.HeldSlot(i))
+	assert.Equal(t, "written through HeldSlot", string(p.Slot(i)[:24]))
+	assert.Nil(t, p.HeldSlot(2), "out of range")
+	require.NoError(t, p.Free(i))
+}

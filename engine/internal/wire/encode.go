@@ -410,6 +410,7 @@ func (m *EventUpdate) Decode(h Header, body []byte) error {
 	m.Seq = d.u64("seq")
 	d.payload(&m.Payload)
 	m.Requested = h.Flags&FlagRequested != 0
+	m.Inline = false // never on the socket (the decoder's message is reused for ring entries too)
 	return d.done()
 }
 

@@ -83,6 +83,11 @@ func TestInlineEventUpdates(t *testing.T) {
 	assert.ErrorIs(t, err, ErrInlineOnSocket)
 	onSocket, err := (&EventUpdate{}).Append(nil)
 	require.NoError(t, err)
+	reused := EventUpdate{Inline: true} // a message last decoded from an inline entry
+	h, body, _, err := Split(onSocket)
+	require.NoError(t, err)
+	require.NoError(t, reused.Decode(h, body))
+	assert.False(t, reused.Inline, "a socket update is never inline")
 	onSocket[1] = FlagInline
 	_, _, err = Decode(onSocket)
 	assert.ErrorIs(t, err, ErrBadFlags, "the inline flag is for ring entries only")
