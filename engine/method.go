@@ -84,6 +84,7 @@ type replyRec struct {
 // without payload, or none) has no Data and needs no Release.
 type Reply struct {
 	rec  *replyRec
+	n    *Node // rec's node: rec.n is rewritten when the record is reused, under the node's lock
 	gen  uint64
 	data []byte
 }
@@ -105,8 +106,8 @@ func (r Reply) Keep() bool {
 	if rec == nil {
 		return false
 	}
-	rec.n.mu.Lock()
-	defer rec.n.mu.Unlock()
+	r.n.mu.Lock()
+	defer r.n.mu.Unlock()
 	if rec.gen.Load() != r.gen {
 		return false
 	}
@@ -121,7 +122,7 @@ func (r Reply) Release() {
 	if rec == nil {
 		return
 	}
-	n := rec.n
+	n := r.n
 	n.mu.Lock()
 	if rec.gen.Load() == r.gen {
 		rec.releaseLocked()
@@ -486,7 +487,7 @@ func (n *Node) onCallMethodReply(p *peer, m *wire.CallMethodReply) error {
 		} else {
 			rec := n.newReply()
 			rec.received = received{n: n, b: b, view: b.replyView, payload: m.Payload, inReply: true}
-			reply = Reply{rec: rec, gen: rec.gen.Load(), data: data}
+			reply = Reply{rec: rec, n: n, gen: rec.gen.Load(), data: data}
 		}
 	}
 	var callErr error

@@ -1,8 +1,10 @@
 package engine
 
 import (
+	"context"
 	"errors"
 	"os"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -378,4 +380,64 @@ func TestDiallerBackoffRestartsAfterASession(t *testing.T) {
 	assert.Less(t, ls.next.Sub(ls.at), reconnectMax/2, "the next attempt is due after ReconnectMin, not after the old back-off")
 	eventually(t, func() bool { return d.Status().Dialler.Attempts >= 4 }, "retrying")
 	assert.False(t, d.Status().Dialler.Connected)
+}
+
+// Stale copies of samples and replies may be kept or released from any
+// goroutine while the node reuses their records for later deliveries: the
+// race detector sees nothing, and every slot comes back.
+func TestStaleCopiesRaceWithRecordReuse(t *testing.T) {
+	copies := make(chan Sample, 64)
+	replies := make(chan Reply, 64)
+	o, px, l, _ := boundPair(t, &OfferConfig{Events: 1, Methods: 1, OnCall: func(c Call) { c.Reply(c.Data()) }},
+		func(s Sample) {
+			select {
+			case copies <- s:
+			default:
+			}
+		})
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			select {
+			case s := <-copies:
+				if s.Keep() {
+					s.Release()
+				}
+				s.Release()
+			case r := <-replies:
+				if r.Keep() {
+					r.Release()
+				}
+				r.Release()
+			case <-done:
+				return
+			}
+		}
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+	defer cancel()
+	for i := range 2000 {
+		require.NoError(t, o.PublishWait(ctx, 0, []byte("an update")))
+		if i%4 == 0 {
+			r, err := px.Call(ctx, 0, []byte("a call"))
+			require.NoError(t, err)
+			select {
+			case replies <- r:
+			default:
+				r.Release()
+			}
+		}
+	}
+	close(done)
+	wg.Wait()
+	for len(copies) > 0 {
+		(<-copies).Release()
+	}
+	for len(replies) > 0 {
+		(<-replies).Release()
+	}
+	eventually(t, func() bool { return slotsInUse(l.Status().Offers[0]) == 0 }, "every slot back")
 }

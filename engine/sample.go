@@ -61,6 +61,7 @@ type sampleRec struct {
 // read-only (writing faults), and a copy belongs to the node.
 type Sample struct {
 	rec       *sampleRec
+	n         *Node // rec's node: rec.n is rewritten when the record is reused, under the node's lock
 	gen       uint64
 	data      []byte
 	seq       uint64
@@ -102,8 +103,8 @@ func (s Sample) Keep() bool {
 	if r == nil {
 		return false
 	}
-	r.n.mu.Lock()
-	defer r.n.mu.Unlock()
+	s.n.mu.Lock()
+	defer s.n.mu.Unlock()
 	if r.gen.Load() != s.gen {
 		return false
 	}
@@ -118,7 +119,7 @@ func (s Sample) Release() {
 	if r == nil {
 		return
 	}
-	n := r.n
+	n := s.n
 	n.mu.Lock()
 	if r.gen.Load() == s.gen {
 		r.releaseLocked()
@@ -161,7 +162,7 @@ func (r *sampleRec) deliver() (releaseNow bool) {
 			px.stats.Received++
 		}
 	}
-	s := Sample{rec: r, gen: r.gen.Load(), data: r.data, seq: r.seq, event: r.event, requested: r.requested}
+	s := Sample{rec: r, n: n, gen: r.gen.Load(), data: r.data, seq: r.seq, event: r.event, requested: r.requested}
 	n.mu.Unlock()
 	if handler != nil {
 		handler(s)
