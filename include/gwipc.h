@@ -765,7 +765,8 @@ GWIPC_API int gwipc_proxy_subscription_state(gwipc_proxy *proxy, uint16_t event,
 GWIPC_API int gwipc_proxy_request_update(gwipc_proxy *proxy, uint16_t event);
 
 /* Keeps the sample being delivered (only inside its callback) into *kept
- * (caller storage, kept = 1): its slot stays held until
+ * (caller storage, kept = 1): its data stays valid, and a sample read in
+ * place keeps its slot held (an inline copy holds none), until
  * gwipc_sample_release. Copies of *kept name the same sample; keeping it
  * again gives the same handle, unless it was released meanwhile. Errors:
  * GWIPC_E_BADHANDLE (not the sample being delivered, or kept and released
